@@ -1,0 +1,172 @@
+"""MaskGIT sampler invariants (diffusers' token-diffusion scheduler tests are the model for these)."""
+
+import pytest
+import torch
+
+from medim.config import SamplerConfig
+from medim.sampling import (
+    MaskGITSampler,
+    apply_guidance,
+    apply_task_mask,
+    filter_top_k_top_p,
+    mask_ratio,
+    task_positions,
+    unconditional_input,
+)
+from medim.vocab import IMAGE, TEXT, VocabLayout
+
+LAYOUT = VocabLayout(text_vocab_size=20, codebook_size=12, image_tokens=9, text_tokens=7)
+
+
+def _run(task, config, seed=0, logits_fn=None, batch=3, x=None):
+    g = torch.Generator().manual_seed(seed)
+    if x is None:
+        x0 = LAYOUT.pack(
+            torch.randint(0, 20, (batch, 7), generator=g), torch.randint(0, 12, (batch, 9), generator=g)
+        )
+        generate = task_positions(task, LAYOUT)
+        x = apply_task_mask(x0, generate, LAYOUT)
+    start = x.clone()
+    sampler = MaskGITSampler(LAYOUT, config)
+    sampler.set_timesteps(config.steps)
+    initial = (x == LAYOUT.mask_id).sum(-1)
+    history = [x]
+    for step in range(config.steps):
+        logits = (
+            logits_fn(x)
+            if logits_fn
+            else torch.randn(x.shape[0], LAYOUT.seq_len, LAYOUT.vocab_size, generator=g)
+        )
+        out = sampler.step(logits, x, step, initial, g)
+        x = out.tokens
+        history.append(x)
+    return start, x, history
+
+
+@pytest.mark.parametrize("task", ["report2image", "image2report", "pair"])
+@pytest.mark.parametrize("schedule", ["arccos", "cosine", "linear"])
+def test_unmasked_tokens_never_change_and_everything_is_decoded(task, schedule):
+    start, final, history = _run(task, SamplerConfig(steps=5, schedule=schedule))
+    fixed = start != LAYOUT.mask_id
+    for x in history:
+        assert torch.equal(x[fixed], start[fixed])
+    for before, after in zip(history, history[1:]):  # once decoded, a token stays
+        decided = before != LAYOUT.mask_id
+        assert torch.equal(after[decided], before[decided])
+        assert (after == LAYOUT.mask_id).sum() < (before == LAYOUT.mask_id).sum()
+    assert not (final == LAYOUT.mask_id).any()
+
+
+def test_mask_is_never_sampled_even_when_it_has_the_largest_logit():
+    def favour_mask(x):
+        logits = torch.zeros(x.shape[0], LAYOUT.seq_len, LAYOUT.vocab_size)
+        logits[..., LAYOUT.mask_id] = 100.0
+        return logits
+
+    _, final, _ = _run("pair", SamplerConfig(steps=4), logits_fn=favour_mask)
+    assert not (final == LAYOUT.mask_id).any()
+
+
+def test_modality_slices_are_respected():
+    def favour_wrong_modality(x):
+        logits = torch.zeros(x.shape[0], LAYOUT.seq_len, LAYOUT.vocab_size)
+        logits[:, LAYOUT.image_slice, :20] = 50.0  # text ids at image positions
+        logits[:, LAYOUT.text_slice, LAYOUT.image_offset :] = 50.0  # image codes at text positions
+        return logits
+
+    _, final, _ = _run("pair", SamplerConfig(steps=3), logits_fn=favour_wrong_modality)
+    image = final[:, LAYOUT.image_slice]
+    text = final[:, LAYOUT.text_slice]
+    assert ((image >= LAYOUT.image_offset) & (image < LAYOUT.image_offset + 12)).all()
+    assert ((text < 20) | (text == LAYOUT.pad_id)).all()
+
+
+def test_same_seed_same_output_different_seed_different_output():
+    config = SamplerConfig(steps=4, temperature=1.0)
+    _, a, _ = _run("pair", config, seed=7)
+    _, b, _ = _run("pair", config, seed=7)
+    _, c, _ = _run("pair", config, seed=8)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_nan_and_inf_logits_do_not_crash_and_stay_in_slice():
+    def broken(x):
+        logits = torch.randn(x.shape[0], LAYOUT.seq_len, LAYOUT.vocab_size)
+        logits[0] = float("nan")
+        logits[1, :, :5] = float("inf")
+        return logits
+
+    _, final, _ = _run("pair", SamplerConfig(steps=3), logits_fn=broken)
+    assert not (final == LAYOUT.mask_id).any()
+    modality = LAYOUT.position_modality
+    allowed = LAYOUT.allowed_tokens[modality]
+    assert allowed.gather(1, final[0][:, None]).squeeze(1)[modality > 0].all()
+
+
+def test_greedy_commits_most_confident_first():
+    x = LAYOUT.blank(1)
+    logits = torch.zeros(1, LAYOUT.seq_len, LAYOUT.vocab_size)
+    confident = LAYOUT.image_slice.start + 4
+    logits[0, confident, LAYOUT.image_offset + 3] = 30.0
+    sampler = MaskGITSampler(LAYOUT, SamplerConfig(steps=16, temperature=0.0))
+    out = sampler.step(logits, x, 0, (x == LAYOUT.mask_id).sum(-1))
+    assert out.committed[0, confident]
+    assert out.tokens[0, confident] == LAYOUT.image_offset + 3
+
+
+def test_schedule_counts_follow_the_unmasking_curve():
+    sampler = MaskGITSampler(LAYOUT, SamplerConfig(steps=4, schedule="cosine"))
+    initial = torch.tensor([100])
+    counts = [sampler.masks_after(s, initial).item() for s in range(4)]
+    assert counts == [int(100 * mask_ratio((s + 1) / 4, "cosine")) for s in range(3)] + [0]
+    assert counts == sorted(counts, reverse=True)
+
+
+def test_inpainting_keeps_everything_outside_the_region():
+    g = torch.Generator().manual_seed(0)
+    x0 = LAYOUT.pack(torch.randint(0, 20, (2, 7), generator=g), torch.randint(0, 12, (2, 9), generator=g))
+    region = torch.zeros(LAYOUT.seq_len, dtype=torch.bool)
+    region[LAYOUT.image_slice.start + 2 : LAYOUT.image_slice.start + 5] = True
+    region[LAYOUT.text_slice.start + 1] = True
+    start, final, _ = _run("inpaint", SamplerConfig(steps=3), x=apply_task_mask(x0, region, LAYOUT))
+    assert torch.equal(final[:, ~region], x0[:, ~region])
+    assert not (final == LAYOUT.mask_id).any()
+
+
+def test_specials_cannot_be_masked():
+    region = torch.zeros(LAYOUT.seq_len, dtype=torch.bool)
+    region[0] = True
+    with pytest.raises(ValueError, match="boi"):
+        apply_task_mask(LAYOUT.blank(1), region, LAYOUT)
+
+
+def test_unconditional_input_blanks_only_the_condition():
+    x0 = LAYOUT.pack(torch.randint(0, 20, (1, 7)), torch.randint(0, 12, (1, 9)))
+    generate = task_positions("report2image", LAYOUT)
+    uncond = unconditional_input(apply_task_mask(x0, generate, LAYOUT), generate[None], LAYOUT)
+    modality = LAYOUT.position_modality
+    assert (uncond[0, modality == TEXT] == LAYOUT.mask_id).all()
+    assert (uncond[0, modality == IMAGE] == LAYOUT.mask_id).all()
+    assert uncond[0, 0] == LAYOUT.boi_id
+
+
+def test_guidance_zero_is_identity_and_positive_moves_away_from_uncond():
+    cond, uncond = torch.randn(1, 2, 5), torch.randn(1, 2, 5)
+    assert torch.equal(apply_guidance(cond, uncond, 0.0), cond)
+    guided = apply_guidance(cond, uncond, 2.0)
+    delta = torch.log_softmax(cond, -1) - torch.log_softmax(uncond, -1)
+    torch.testing.assert_close(guided - cond, 2.0 * delta)
+
+
+def test_top_k_top_p_filtering():
+    logits = torch.tensor([[3.0, 2.0, 1.0, 0.0]])
+    assert torch.isinf(filter_top_k_top_p(logits, 2, None)[0, 2:]).all()
+    nucleus = filter_top_k_top_p(logits, None, 0.5)
+    assert torch.isfinite(nucleus[0, 0]) and torch.isinf(nucleus[0, 1:]).all()
+
+
+def test_bad_sampler_config_is_rejected():
+    with pytest.raises(ValueError, match="steps"):
+        SamplerConfig(steps=0)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplerConfig(top_p=1.5)
