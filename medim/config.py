@@ -1,0 +1,165 @@
+"""Typed configuration for MeDiM: model, diffusion and sampler settings, validated on construction.
+
+Every checkpoint stores these as JSON, so loading never depends on the code's defaults matching the ones used
+at training time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TIMESTEP_CONDITIONING = ("adaln", "additive", "off")
+ADALN_GATES = ("one_plus", "dit")
+SCHEDULES = ("loglinear", "cosine")
+UNMASK_SCHEDULES = ("arccos", "cosine", "linear")
+GUIDANCE_SCHEDULES = ("constant", "linear")
+SUPPORTED_BACKBONES = ("llama", "gemma", "qwen2")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {choices}")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+class _JsonConfig:
+    """Mixin: round-trip a dataclass through JSON, ignoring unknown keys from newer checkpoints."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path):
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+@dataclass
+class MeDiMConfig(_JsonConfig):
+    """The diffusion model: backbone, shared vocabulary layout and the paper's adaptations.
+
+    `backbone` is a Hugging Face config dict (it must contain `model_type`); `backbone_path` optionally names
+    pretrained weights (local directory or hub id) that the backbone was initialised from.
+    """
+
+    backbone: dict[str, Any]
+    text_vocab_size: int
+    codebook_size: int
+    image_grid: tuple[int, int] = (8, 8)
+    max_text_tokens: int = 72
+    backbone_path: str | None = None
+    causal_attention: bool = False
+    timestep_conditioning: str = "adaln"
+    adaln_gate: str = "one_plus"
+    timestep_frequency_dim: int = 256
+    attn_implementation: str = "sdpa"
+    image_size: int = 64
+    domains: tuple[str, ...] = ("chest_xray", "pathology")
+
+    def __post_init__(self) -> None:
+        self.image_grid = tuple(int(v) for v in self.image_grid)  # JSON gives lists
+        self.domains = tuple(self.domains)
+        model_type = self.backbone.get("model_type")
+        _check_choice("backbone.model_type", model_type, SUPPORTED_BACKBONES)
+        _check_choice("timestep_conditioning", self.timestep_conditioning, TIMESTEP_CONDITIONING)
+        _check_choice("adaln_gate", self.adaln_gate, ADALN_GATES)
+        _check_choice("attn_implementation", self.attn_implementation, ("eager", "sdpa", "flash_attention_2"))
+        for name in (
+            "text_vocab_size",
+            "codebook_size",
+            "max_text_tokens",
+            "timestep_frequency_dim",
+            "image_size",
+        ):
+            _check_positive(name, getattr(self, name))
+        if len(self.image_grid) != 2 or min(self.image_grid) <= 0:
+            raise ValueError(f"image_grid must be two positive ints, got {self.image_grid!r}")
+        if self.timestep_frequency_dim % 2:
+            raise ValueError(f"timestep_frequency_dim must be even, got {self.timestep_frequency_dim}")
+
+    @property
+    def model_type(self) -> str:
+        return self.backbone["model_type"]
+
+
+@dataclass
+class DiffusionConfig(_JsonConfig):
+    """Forward process and training objective (eq. 3–6 of the paper).
+
+    `task_weights` gives how often a training sequence is masked jointly (both modalities at the same t),
+    image-only (report→image) or text-only (image→report); `condition_dropout` replaces the clean condition with
+    [MASK] so that classifier-free guidance has an unconditional model to contrast with; `prompt_keep_prob` keeps
+    the first report sentence unmasked in joint steps (the prompted-pair trick).
+    """
+
+    schedule: str = "loglinear"
+    eps: float = 1e-3
+    antithetic: bool = True
+    image_loss_weight: float = 1.0
+    text_loss_weight: float = 1.0
+    task_weights: dict[str, float] = field(
+        default_factory=lambda: {"joint": 0.4, "report2image": 0.3, "image2report": 0.3}
+    )
+    condition_dropout: float = 0.1
+    prompt_keep_prob: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        if not 0 < self.eps < 0.5:
+            raise ValueError(f"eps must be in (0, 0.5), got {self.eps}")
+        for name in ("image_loss_weight", "text_loss_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        unknown = set(self.task_weights) - {"joint", "report2image", "image2report"}
+        if unknown:
+            raise ValueError(f"unknown task_weights keys {sorted(unknown)}")
+        if any(v < 0 for v in self.task_weights.values()) or sum(self.task_weights.values()) <= 0:
+            raise ValueError(f"task_weights must be >= 0 with a positive sum, got {self.task_weights}")
+        for name in ("condition_dropout", "prompt_keep_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+@dataclass
+class SamplerConfig(_JsonConfig):
+    """MaskGIT sampling settings (Chang et al. 2022) with classifier-free guidance."""
+
+    steps: int = 12
+    schedule: str = "arccos"
+    temperature: float = 1.0
+    confidence_noise: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    guidance_scale: float = 0.0
+    guidance_schedule: str = "constant"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.steps <= 1024:
+            raise ValueError(f"steps must be in [1, 1024], got {self.steps}")
+        _check_choice("schedule", self.schedule, UNMASK_SCHEDULES)
+        _check_choice("guidance_schedule", self.guidance_schedule, GUIDANCE_SCHEDULES)
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.confidence_noise < 0:
+            raise ValueError(f"confidence_noise must be >= 0, got {self.confidence_noise}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1 or None, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1] or None, got {self.top_p}")
+        if self.guidance_scale < 0:
+            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")

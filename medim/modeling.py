@@ -1,0 +1,244 @@
+"""MeDiM's denoiser: a Hugging Face decoder-only LM made bidirectional and timestep-aware (forward pass only).
+
+The backbone is wrapped, not forked. Its own embedding, rotary embedding, attention, MLP, norms and head are
+reused; this module only changes how the decoder layers are driven:
+
+1. the causal mask is removed: every attention module gets `is_causal = False` (the flag SDPA and
+   FlashAttention read) and the mask passed down is padding-only (the one eager attention reads);
+2. a continuous timestep embedding (sinusoidal -> MLP, DiT's TimestepEmbedder) conditions every layer through
+   AdaLN-Zero: a zero-initialised Linear(hidden, 6*hidden) gives shift/scale/gate for the attention and MLP
+   branches. With `adaln_gate="one_plus"` the branches are multiplied by (1 + gate), so at initialisation the
+   adapted model computes exactly what the pretrained backbone computes. `adaln_gate="dit"` multiplies by the
+   gate itself, as DiT and the official MeDiM checkpoint do; converting between the two shifts the gate bias by 1.
+
+Ablation switches (config): `causal_attention=True` keeps the causal mask; `timestep_conditioning="additive"`
+adds the timestep embedding to the token embeddings instead of AdaLN; `"off"` ignores t.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+
+from medim.config import MeDiMConfig
+from medim.vocab import VocabLayout
+
+# ---------------------------------------------------------------------------------------------------------
+# Timestep embedding and modulation helpers (DiT)
+# ---------------------------------------------------------------------------------------------------------
+
+
+class TimestepEmbedder(nn.Module):
+    """Continuous noise level t in [0, 1] -> vector [B, hidden] (sinusoidal features, then a 2-layer MLP)."""
+
+    def __init__(self, hidden_size: int, frequency_dim: int = 256, max_period: float = 10_000.0):
+        super().__init__()
+        self.frequency_dim = frequency_dim
+        self.max_period = max_period
+        self.mlp = nn.Sequential(
+            nn.Linear(frequency_dim, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size)
+        )
+
+    def sinusoidal(self, t: torch.Tensor) -> torch.Tensor:
+        """t [B] -> features [B, frequency_dim]. t is scaled by 1000 so that [0, 1] spans the frequencies."""
+        half = self.frequency_dim // 2
+        freqs = torch.exp(
+            -math.log(self.max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half
+        )
+        args = (t.float() * 1000.0)[:, None] * freqs[None]
+        return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        features = self.sinusoidal(t).to(self.mlp[0].weight.dtype)
+        return self.mlp(features)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x [B, L, D], shift/scale [B, D]."""
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class AdaLNModulation(nn.Module):
+    """Per-layer conditioning: timestep embedding [B, D] -> six [B, D] tensors, zero at initialisation."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, 6 * hidden_size)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.linear(F.silu(c)).chunk(6, dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Backbone construction
+# ---------------------------------------------------------------------------------------------------------
+
+
+def build_backbone(config: MeDiMConfig, *, pretrained: bool = False) -> PreTrainedModel:
+    """Instantiate the HF causal LM named by `config.backbone` (random) or load `config.backbone_path`.
+
+    When loading pretrained weights the vocabulary is extended to the shared layout (image codes + specials)
+    with mean-initialised new rows.
+    """
+    layout = VocabLayout.from_config(config)
+    if pretrained:
+        if not config.backbone_path:
+            raise ValueError("pretrained=True needs config.backbone_path (a local directory or hub id)")
+        backbone = AutoModelForCausalLM.from_pretrained(
+            config.backbone_path, attn_implementation=config.attn_implementation, dtype=torch.float32
+        )
+        if backbone.get_input_embeddings().num_embeddings > config.text_vocab_size:
+            # keep the text ids as they are; the rows past text_vocab_size are replaced by our layout
+            backbone.resize_token_embeddings(config.text_vocab_size, mean_resizing=False)
+        backbone.resize_token_embeddings(layout.vocab_size, mean_resizing=True)
+    else:
+        backbone_config = dict(config.backbone)
+        model_type = backbone_config.pop("model_type")
+        backbone_config["vocab_size"] = layout.vocab_size
+        hf_config = AutoConfig.for_model(model_type, **backbone_config)
+        hf_config._attn_implementation = config.attn_implementation
+        backbone = AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32)
+    if backbone.get_input_embeddings().num_embeddings != layout.vocab_size:
+        raise ValueError(
+            f"backbone vocabulary has {backbone.get_input_embeddings().num_embeddings} rows, "
+            f"the layout needs {layout.vocab_size}"
+        )
+    return backbone
+
+
+def _decoder(backbone: PreTrainedModel) -> nn.Module:
+    """The inner decoder (`.model` on Llama/Gemma/Qwen2) holding embed_tokens, layers, norm, rotary_emb."""
+    inner = getattr(backbone, "model", None)
+    needed = ("embed_tokens", "layers", "norm", "rotary_emb")
+    if inner is None or not all(hasattr(inner, name) for name in needed):
+        raise ValueError(
+            f"{type(backbone).__name__} does not expose .model.{{{', '.join(needed)}}}; "
+            "MeDiM supports Llama-, Gemma- and Qwen2-style decoder-only LMs"
+        )
+    return inner
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------------------
+
+
+class MeDiMModel(nn.Module):
+    """Bidirectional, timestep-conditioned denoiser over the shared image+text vocabulary.
+
+    forward(input_ids [B, L], t [B] in [0, 1], attention_mask [B, L] (1 = real token) or None)
+        -> logits [B, L, V] (or [B, P, V] for the positions selected by `logits_positions`).
+    """
+
+    def __init__(self, config: MeDiMConfig, backbone: PreTrainedModel | None = None):
+        super().__init__()
+        self.config = config
+        self.layout = VocabLayout.from_config(config)
+        self.backbone = backbone if backbone is not None else build_backbone(config)
+        _decoder(self.backbone)  # fail early on unsupported architectures
+        hidden = self.backbone.config.hidden_size
+        for layer in self.decoder.layers:
+            # SDPA and FlashAttention take causality from this flag, not from the mask
+            layer.self_attn.is_causal = config.causal_attention
+        self.gradient_checkpointing = False  # recompute layer activations in backward (large backbones)
+        self.timestep_embedder = None
+        self.adaln = None
+        if config.timestep_conditioning != "off":
+            self.timestep_embedder = TimestepEmbedder(hidden, config.timestep_frequency_dim)
+        if config.timestep_conditioning == "adaln":
+            # zero-initialised: with the (1 + gate) form the layers start as the pretrained blocks; with the
+            # DiT form (gate * branch) they start blank, as in DiT and the official MeDiM code
+            self.adaln = nn.ModuleList(AdaLNModulation(hidden) for _ in self.decoder.layers)
+
+    @property
+    def decoder(self) -> nn.Module:
+        """The backbone's inner decoder (a property, so its weights are not registered twice)."""
+        return _decoder(self.backbone)
+
+    @property
+    def attn_implementation(self) -> str:
+        return self.backbone.config._attn_implementation
+
+    def _attention_mask(self, attention_mask: torch.Tensor | None, batch: int, length: int, dtype, device):
+        """Additive mask [B, 1, L, L] or None. Padding-only unless the causal ablation is on."""
+        if attention_mask is None and not self.config.causal_attention:
+            return None  # bidirectional, no padding: every backend attends everywhere
+        if self.attn_implementation.startswith("flash"):
+            if attention_mask is not None and not bool(attention_mask.all()):
+                raise ValueError("padding masks are not supported with FlashAttention in MeDiM; use sdpa")
+            return None  # the is_causal flag carries the causal ablation here
+        allowed = torch.ones(batch, 1, length, length, dtype=torch.bool, device=device)
+        if attention_mask is not None:
+            allowed = allowed & attention_mask.bool()[:, None, None, :]
+        if self.config.causal_attention:
+            allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=device).tril()
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+        return mask.masked_fill(~allowed, torch.finfo(dtype).min)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        t: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        logits_positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        batch, length = input_ids.shape
+        hidden = self.decoder.embed_tokens(input_ids)
+        cond = None
+        if self.timestep_embedder is not None:
+            if t is None:
+                raise ValueError("this model is timestep-conditioned: pass t [B] in [0, 1]")
+            if t.shape != (batch,):
+                raise ValueError(f"t must have shape ({batch},), got {tuple(t.shape)}")
+            cond = self.timestep_embedder(t.to(hidden.device))
+            if self.adaln is None:  # additive ablation
+                hidden = hidden + cond[:, None].to(hidden.dtype)
+
+        position_ids = torch.arange(length, device=input_ids.device)[None].expand(batch, -1)
+        position_embeddings = self.decoder.rotary_emb(hidden, position_ids=position_ids)
+        mask = self._attention_mask(attention_mask, batch, length, hidden.dtype, hidden.device)
+
+        for index, layer in enumerate(self.decoder.layers):
+            args = (index, layer, hidden, cond, position_embeddings, mask, position_ids)
+            if self.gradient_checkpointing and self.training:
+                hidden = checkpoint(self._layer, *args, use_reentrant=False)
+            else:
+                hidden = self._layer(*args)
+
+        hidden = self.decoder.norm(hidden)
+        if logits_positions is not None:
+            hidden = hidden[:, logits_positions]
+        return self.backbone.get_output_embeddings()(hidden)
+
+    def _layer(self, index, layer, hidden, cond, position_embeddings, mask, position_ids) -> torch.Tensor:
+        """One decoder layer driven through the backbone's own submodules, with AdaLN-Zero when enabled."""
+        adaln = self.adaln is not None
+        if adaln:
+            shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.adaln[index](cond)
+            if self.config.adaln_gate == "one_plus":
+                gate_a, gate_m = 1 + gate_a, 1 + gate_m
+        normed = layer.input_layernorm(hidden)
+        if adaln:
+            normed = modulate(normed, shift_a, scale_a)
+        attn_out, _ = layer.self_attn(
+            hidden_states=normed,
+            position_embeddings=position_embeddings,
+            attention_mask=mask,
+            position_ids=position_ids,
+        )
+        hidden = hidden + (gate_a[:, None] * attn_out if adaln else attn_out)
+        normed = layer.post_attention_layernorm(hidden)
+        if adaln:
+            normed = modulate(normed, shift_m, scale_m)
+        mlp_out = layer.mlp(normed)
+        return hidden + (gate_m[:, None] * mlp_out if adaln else mlp_out)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

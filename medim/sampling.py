@@ -1,0 +1,198 @@
+"""MaskGIT sampling (Chang et al. 2022) for MeDiM, and the task masks that turn one model into several tasks.
+
+The sampler receives logits and the current tokens; it never owns the model (the pipeline runs the loop). At
+each of K steps it samples every masked position from the logits restricted to that position's modality, then
+commits the most confident samples so that the number of masks left follows the unmasking schedule. Tokens
+that are already decoded never change and [MASK] is never sampled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from medim.config import SamplerConfig
+from medim.vocab import IMAGE, TEXT, VocabLayout
+
+TASKS = ("report2image", "image2report", "pair", "inpaint")
+
+# ---------------------------------------------------------------------------------------------------------
+# Task masks
+# ---------------------------------------------------------------------------------------------------------
+
+
+def task_positions(task: str, layout: VocabLayout, prompt_length: int = 0) -> torch.Tensor:
+    """BoolTensor [L]: the positions a task generates. `prompt_length` report tokens stay fixed in `pair`."""
+    modality = layout.position_modality
+    if task == "report2image":
+        return modality == IMAGE
+    if task == "image2report":
+        return modality == TEXT
+    if task == "pair":
+        generate = (modality == IMAGE) | (modality == TEXT)
+        if prompt_length:
+            start = layout.text_slice.start
+            generate[start : start + min(prompt_length, layout.text_tokens)] = False
+        return generate
+    raise ValueError(f"unknown task {task!r}; choose from {TASKS[:3]} (or pass positions for inpainting)")
+
+
+def apply_task_mask(sequence: torch.Tensor, positions: torch.Tensor, layout: VocabLayout) -> torch.Tensor:
+    """Mask `positions` ([L] or [B, L] bool) of sequences [B, L]; specials can never be masked."""
+    positions = positions.to(sequence.device).expand_as(sequence)
+    if (positions & (layout.position_modality.to(sequence.device) == 0)).any():
+        raise ValueError("the <boi>/<eoi> positions cannot be masked")
+    return torch.where(positions, torch.full_like(sequence, layout.mask_id), sequence)
+
+
+def unconditional_input(x_t: torch.Tensor, generate: torch.Tensor, layout: VocabLayout) -> torch.Tensor:
+    """The guidance baseline: the condition (every maskable position not being generated) blanked to [MASK].
+
+    This matches condition dropout in training.
+    """
+    maskable = layout.position_modality.to(x_t.device) != 0
+    condition = maskable[None] & ~generate
+    return torch.where(condition, torch.full_like(x_t, layout.mask_id), x_t)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Schedules and guidance
+# ---------------------------------------------------------------------------------------------------------
+
+
+def mask_ratio(progress: float, schedule: str) -> float:
+    """Fraction of the initially masked tokens still masked after `progress` in [0, 1] of the steps."""
+    if schedule == "arccos":
+        return math.acos(progress) / (math.pi / 2)
+    if schedule == "cosine":
+        return math.cos(progress * math.pi / 2)
+    if schedule == "linear":
+        return 1 - progress
+    raise ValueError(f"unknown unmasking schedule {schedule!r}")
+
+
+def guidance_scale_at(step: int, steps: int, config: SamplerConfig) -> float:
+    """Classifier-free guidance scale at a step: constant, or ramped linearly from 0 to the full scale."""
+    if config.guidance_schedule == "linear":
+        return config.guidance_scale * (step + 1) / steps
+    return config.guidance_scale
+
+
+def apply_guidance(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    """cond + scale * (cond - uncond) on log-probabilities [B, L, V]; scale 0 returns cond."""
+    if scale == 0:
+        return cond
+    return cond + scale * (torch.log_softmax(cond.float(), -1) - torch.log_softmax(uncond.float(), -1))
+
+
+def filter_top_k_top_p(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Set logits outside the top-k and/or the top-p nucleus to -inf. logits [..., V]."""
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = torch.softmax(sorted_logits, -1).cumsum(-1)
+        remove = cumulative - torch.softmax(sorted_logits, -1) >= top_p  # keep the token that crosses top_p
+        sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return logits
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The sampler
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StepOutput:
+    """Result of one sampler step; tensors are [B, L]."""
+
+    tokens: torch.Tensor  # x after this step
+    predicted: torch.Tensor  # a sample at every masked position (what the model currently believes)
+    confidence: torch.Tensor  # probability of the sampled token (nan where nothing was sampled)
+    committed: torch.Tensor  # bool: positions unmasked in this step
+
+
+class MaskGITSampler:
+    """MaskGIT over K steps: `set_timesteps(K)`, then `step(...)` for step_index = 0..K-1."""
+
+    def __init__(self, layout: VocabLayout, config: SamplerConfig | None = None):
+        self.layout = layout
+        self.config = config or SamplerConfig()
+        self.steps = self.config.steps
+
+    def set_timesteps(self, steps: int) -> None:
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        self.steps = steps
+
+    def masks_after(self, step_index: int, initial_masked: torch.Tensor) -> torch.Tensor:
+        """Number of masks [B] that remain after step `step_index` (0-based): 0 after the last step."""
+        if step_index >= self.steps - 1:
+            return torch.zeros_like(initial_masked)
+        ratio = mask_ratio((step_index + 1) / self.steps, self.config.schedule)
+        return torch.floor(initial_masked.float() * ratio).long()
+
+    def allowed_mask(self, device) -> torch.Tensor:
+        """BoolTensor [L, V]: ids each position may take (its modality's slice; never [MASK])."""
+        return self.layout.allowed_tokens.to(device)[self.layout.position_modality.to(device)]
+
+    def step(
+        self,
+        logits: torch.Tensor,
+        x_t: torch.Tensor,
+        step_index: int,
+        initial_masked: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> StepOutput:
+        """One MaskGIT step.
+
+        logits [B, L, V] (full vocabulary), x_t [B, L] current tokens, initial_masked [B] number of masks at
+        the start of sampling. Returns StepOutput with the new tokens.
+        """
+        cfg = self.config
+        masked = x_t == self.layout.mask_id
+        logits = torch.nan_to_num(logits.float(), nan=float("-inf"), posinf=1e4, neginf=float("-inf"))
+        allowed = self.allowed_mask(logits.device)[None].expand_as(logits)
+        logits = logits.masked_fill(~allowed, float("-inf"))
+        # a masked position whose allowed logits are all -inf (e.g. all NaN) falls back to a uniform choice over
+        # its slice; positions that are not masked (specials included) get harmless zeros and are never used
+        dead = torch.isinf(logits).all(-1, keepdim=True)
+        fallback = torch.where(masked[..., None], allowed, torch.ones_like(allowed))
+        logits = torch.where(dead & fallback, torch.zeros_like(logits), logits)
+
+        if cfg.temperature > 0:
+            scaled = filter_top_k_top_p(logits / cfg.temperature, cfg.top_k, cfg.top_p)
+            probs = torch.softmax(scaled, dim=-1)
+            flat = probs.view(-1, probs.shape[-1])
+            sampled = torch.multinomial(flat, 1, generator=generator).view(x_t.shape)
+        else:
+            probs = torch.softmax(logits, dim=-1)
+            sampled = logits.argmax(-1)
+        confidence = probs.gather(-1, sampled[..., None]).squeeze(-1)
+
+        # rank masked positions by log-confidence plus annealed Gumbel noise (MaskGIT's choice temperature)
+        score = torch.log(confidence.clamp_min(1e-30))
+        noise_scale = cfg.confidence_noise * cfg.temperature * (1 - (step_index + 1) / self.steps)
+        if noise_scale > 0:
+            u = torch.rand(score.shape, generator=generator, device=score.device).clamp(1e-20, 1 - 1e-7)
+            score = score + noise_scale * -torch.log(-torch.log(u))
+        score = score.masked_fill(~masked, float("-inf"))
+
+        remaining = masked.sum(-1)
+        keep_masked = torch.minimum(self.masks_after(step_index, initial_masked), remaining)
+        # always make progress while masks remain
+        keep_masked = torch.where((keep_masked >= remaining) & (remaining > 0), remaining - 1, keep_masked)
+        to_commit = remaining - keep_masked
+        order = score.argsort(dim=-1, descending=True)
+        rank = torch.empty_like(order).scatter_(
+            -1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order).contiguous()
+        )
+        commit = (rank < to_commit[:, None]) & masked
+        tokens = torch.where(commit, sampled, x_t)
+        predicted = torch.where(masked, sampled, x_t)
+        confidence = torch.where(masked, confidence, torch.full_like(confidence, float("nan")))
+        return StepOutput(tokens=tokens, predicted=predicted, confidence=confidence, committed=commit)

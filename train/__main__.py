@@ -1,0 +1,39 @@
+"""`python -m train tokenizer|vq|medim|all --config PRESET_OR_YAML [key.sub=value ...] [--resume latest]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from train.config import load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__)
+    parser.add_argument("stage", choices=["tokenizer", "vq", "medim", "all"])
+    parser.add_argument("--config", required=True, help="a preset name (train/configs/*.yaml) or a YAML file")
+    parser.add_argument("--resume", help="'latest' or a checkpoint directory (medim stage)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=3e-4 output_dir=runs/x")
+    args = parser.parse_intermixed_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    import torch
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    from train.stages import medim, tokenizer, vq
+
+    if args.stage in ("tokenizer", "all"):
+        tokenizer.run(config)
+    if args.stage in ("vq", "all"):
+        vq.run(config)
+    if args.stage in ("medim", "all"):
+        medim.run(config, resume=args.resume)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Typed training configuration loaded from YAML with dotted command-line overrides (`optim.lr=3e-4`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medim.config import DiffusionConfig, SamplerConfig
+
+DATA_SOURCES = ("synthetic", "manifest", "paired-folder", "mimic-cxr", "pathgen", "iu-xray")
+LR_SCHEDULES = ("constant_with_warmup", "cosine", "cosine_with_restarts", "linear")
+
+
+@dataclass
+class DataConfig:
+    """Where the image–report pairs come from and how they are sampled."""
+
+    source: str = "synthetic"
+    root: str | None = None  # synthetic: generated into <output_dir>/corpus when missing
+    synthetic_n: int = 2000
+    synthetic_seed: int = 0
+    image_size: int = 64
+    max_text_tokens: int = 72
+    domain_weights: dict[str, float] = field(default_factory=lambda: {"chest_xray": 0.5, "pathology": 0.5})
+    train_split: str = "train"
+    val_split: str = "val"
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.source not in DATA_SOURCES:
+            raise ValueError(f"data.source={self.source!r} is not one of {DATA_SOURCES}")
+        if self.source != "synthetic" and not self.root:
+            raise ValueError(f"data.root is required for data.source={self.source!r}")
+        if self.image_size < 8 or self.max_text_tokens < 1 or self.synthetic_n < 1:
+            raise ValueError(
+                f"bad data sizes: image_size={self.image_size}, max_text_tokens={self.max_text_tokens}, "
+                f"synthetic_n={self.synthetic_n}"
+            )
+        if not self.domain_weights or any(w < 0 for w in self.domain_weights.values()):
+            raise ValueError(f"data.domain_weights must be non-negative, got {self.domain_weights}")
+
+
+@dataclass
+class TokenizerStageConfig:
+    path: str | None = None  # use an existing tokenizer (local dir or hub id) instead of training one
+    vocab_size: int = 1024
+    min_frequency: int = 2
+
+
+@dataclass
+class VQStageConfig:
+    path: str | None = None  # use an existing VQ tokenizer instead of training one
+    architecture: dict[str, Any] = field(default_factory=dict)  # VQConfig fields (image_size comes from data)
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 2e-3
+    options: dict[str, Any] = field(default_factory=dict)  # VQTrainingOptions fields
+
+
+@dataclass
+class ModelStageConfig:
+    """The denoiser: an HF backbone config (or a pretrained path) plus MeDiM's adaptations."""
+
+    backbone: dict[str, Any] = field(
+        default_factory=lambda: {
+            "model_type": "llama",
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 4,
+        }
+    )
+    backbone_path: str | None = None
+    causal_attention: bool = False
+    timestep_conditioning: str = "adaln"
+    adaln_gate: str = "one_plus"
+    attn_implementation: str = "sdpa"
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    lr_schedule: str = "cosine"
+    warmup_steps: int = 50
+    restarts: int = 1  # cosine_with_restarts cycles
+    batch_size: int = 16  # per process
+    grad_accum: int = 1
+    max_steps: int = 100
+    max_minutes: float | None = None  # stop early (and save) when the wall-clock budget is spent
+    clip_grad: float = 1.0
+    ema_decay: float = 0.999
+    mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"optim.lr_schedule={self.lr_schedule!r} is not one of {LR_SCHEDULES}")
+        if self.lr <= 0 or self.batch_size < 1 or self.grad_accum < 1 or self.max_steps < 1:
+            raise ValueError(
+                f"bad optimisation settings: lr={self.lr}, batch_size={self.batch_size}, "
+                f"grad_accum={self.grad_accum}, max_steps={self.max_steps}"
+            )
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"optim.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"optim.mixed_precision={self.mixed_precision!r} is not no|bf16|fp16")
+
+
+@dataclass
+class EvalConfig:
+    val_every: int = 50
+    val_batches: int = 4
+    sample_every: int = 0  # 0: only at the end
+    sample_count: int = 4
+    save_every: int = 100
+    keep_checkpoints: int = 2
+
+
+@dataclass
+class LoggingConfig:
+    tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "medim"
+    log_every: int = 10
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/medim"
+    seed: int = 0
+    threads: int | None = None  # CPU intra-op threads; default: all cores available to the process
+    preset: str = "custom"
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerStageConfig = field(default_factory=TokenizerStageConfig)
+    vq: VQStageConfig = field(default_factory=VQStageConfig)
+    model: ModelStageConfig = field(default_factory=ModelStageConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.output_dir)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _build(cls, values: dict[str, Any], where: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"{where or 'config'} must be a mapping, got {type(values).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where or 'config'}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = (
+            known[name].default_factory() if known[name].default_factory is not dataclasses.MISSING else None
+        )
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}".strip("."))
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, raw: str) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override {dotted!r}: {key!r} is not a section")
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads "3e-4" as a string
+            value = float(value)
+        except ValueError:
+            pass
+    node[keys[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """YAML file (optional) + `key.sub=value` overrides (values parsed as YAML) -> validated TrainConfig."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = resolve_preset(path)
+        tree = yaml.safe_load(Path(path).read_text()) or {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        _set_dotted(tree, key.strip(), raw)
+    return _build(TrainConfig, tree, "")
+
+
+PRESETS = Path(__file__).resolve().parent / "configs"
+
+
+def resolve_preset(name_or_path: str | Path) -> Path:
+    """A YAML path, or the name of a preset in train/configs/ (e.g. `demo-cpu`)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    preset = PRESETS / f"{name_or_path}.yaml"
+    if preset.is_file():
+        return preset
+    available = sorted(p.stem for p in PRESETS.glob("*.yaml"))
+    raise ValueError(f"config {str(name_or_path)!r} is neither a file nor a preset; presets: {available}")

@@ -1,0 +1,1 @@
+"""Training stages: tokenizer (text BPE), vq (image VQ), medim (the diffusion model)."""

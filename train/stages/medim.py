@@ -1,0 +1,412 @@
+"""Stage `medim`: train the diffusion model with accelerate (one CPU to many GPUs) and export a pipeline.
+
+Per optimiser step: `grad_accum` micro-batches drawn by the deterministic mixed-domain sampler, masked by the
+forward process (train/data + medim.diffusion), scored with the eq. 6 loss, clipped, stepped, then the EMA
+weights are updated. Checkpoints (`accelerator.save_state`) hold model, optimiser, scheduler, EMA, RNG states and
+the step counter (which is also the data position), so `--resume latest` continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from medim.config import MeDiMConfig
+from medim.diffusion import diffusion_loss, make_training_batch
+from medim.modeling import MeDiMModel, build_backbone
+from train.config import TrainConfig
+from train.data import BatchSampler, build_cache, ensure_corpus, open_cache
+from train.logs import CsvLog, plot_loss_curves
+
+
+class TrainingProgress:
+    """The step counter as a checkpointable object (it is also the data position)."""
+
+    def __init__(self):
+        self.step = 0
+        self.tokens = 0
+
+    def state_dict(self):
+        return {"step": self.step, "tokens": self.tokens}
+
+    def load_state_dict(self, state):
+        self.step = int(state["step"])
+        self.tokens = int(state["tokens"])
+
+
+def build_model_config(config: TrainConfig, text_tokenizer, image_tokenizer) -> MeDiMConfig:
+    return MeDiMConfig(
+        backbone=dict(config.model.backbone),
+        text_vocab_size=len(text_tokenizer),
+        codebook_size=image_tokenizer.codebook_size,
+        image_grid=tuple(image_tokenizer.grid_size),
+        max_text_tokens=config.data.max_text_tokens,
+        backbone_path=config.model.backbone_path,
+        causal_attention=config.model.causal_attention,
+        timestep_conditioning=config.model.timestep_conditioning,
+        adaln_gate=config.model.adaln_gate,
+        attn_implementation=config.model.attn_implementation,
+        image_size=config.data.image_size,
+        domains=tuple(config.data.domain_weights),
+    )
+
+
+def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        # norms, biases and embeddings are not decayed (the usual transformer recipe)
+        (no_decay if param.ndim < 2 or "embed" in name or "norm" in name else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": config.optim.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.optim.lr, betas=config.optim.betas)
+
+
+def _scheduler(optimizer, config: TrainConfig):
+    from transformers import get_scheduler
+
+    kwargs = {}
+    if config.optim.lr_schedule == "cosine_with_restarts":
+        kwargs["num_cycles"] = config.optim.restarts
+    return get_scheduler(
+        config.optim.lr_schedule,
+        optimizer,
+        num_warmup_steps=config.optim.warmup_steps,
+        num_training_steps=config.optim.max_steps,
+        scheduler_specific_kwargs=kwargs,
+    )
+
+
+def _step_generator(seed: int, step: int, rank: int, micro: int) -> torch.Generator:
+    return torch.Generator().manual_seed(((seed * 7_919 + step) * 64 + micro) * 257 + rank)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    steps = sorted((out / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+    return steps[-1] if steps else None
+
+
+def run(config: TrainConfig, resume: str | None = None) -> Path:
+    from diffusers.training_utils import EMAModel
+
+    from medim.tokenizers.image import VQImageTokenizer
+    from medim.tokenizers.text import load_text_tokenizer
+
+    out = config.out
+    trackers = []
+    if config.logging.tensorboard:
+        trackers.append("tensorboard")
+    if config.logging.wandb:
+        try:
+            import wandb  # noqa: F401
+
+            trackers.append("wandb")
+        except ImportError:
+            print("logging.wandb=true but wandb is not installed: skipping W&B", file=sys.stderr)
+    accelerator = Accelerator(
+        # on a CPU-only host, processes started by `accelerate launch` join a gloo (MULTI_CPU) group
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=config.optim.mixed_precision,
+        log_with=trackers or None,
+        project_dir=str(out / "logs"),
+    )
+    is_main = accelerator.is_main_process
+    threads = config.threads or max(1, torch.get_num_threads() // accelerator.num_processes)
+    torch.set_num_threads(threads)
+    set_seed(config.seed)
+
+    for needed in ("text_tokenizer", "image_tokenizer"):
+        if not (out / needed).is_dir():
+            raise ValueError(f"{out / needed} is missing: run the tokenizer and vq stages first (or `all`)")
+    text_tokenizer = load_text_tokenizer(out / "text_tokenizer")
+    image_tokenizer = VQImageTokenizer.from_pretrained(out / "image_tokenizer").eval()
+
+    model_config = build_model_config(config, text_tokenizer, image_tokenizer)
+    model = MeDiMModel(
+        model_config, backbone=build_backbone(model_config, pretrained=bool(config.model.backbone_path))
+    )
+    model.gradient_checkpointing = config.model.gradient_checkpointing
+    layout = model.layout
+
+    with accelerator.main_process_first():
+        ensure_corpus(config, is_main)
+        train_cache = open_cache(
+            build_cache(
+                config,
+                config.data.train_split,
+                text_tokenizer,
+                image_tokenizer,
+                layout,
+                out / "cache" / "train",
+            )
+        )
+        val_cache = open_cache(
+            build_cache(
+                config, config.data.val_split, text_tokenizer, image_tokenizer, layout, out / "cache" / "val"
+            )
+        )
+
+    optimizer = _optimizer(model, config)
+    scheduler = _scheduler(optimizer, config)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    unwrapped = accelerator.unwrap_model(model)
+    ema = EMAModel(unwrapped.parameters(), decay=config.optim.ema_decay)
+    progress = TrainingProgress()
+    accelerator.register_for_checkpointing(ema, progress)
+
+    if resume:
+        path = latest_checkpoint(out) if resume == "latest" else Path(resume)
+        if path is None:
+            accelerator.print("no checkpoint to resume from: starting from scratch")
+        else:
+            accelerator.load_state(str(path))
+            accelerator.print(f"resumed from {path} at step {progress.step}")
+
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        config.save(out / "train_config.yaml")
+        model_config.save(out / "medim_config.json")
+    if trackers:
+        accelerator.init_trackers("medim", config={"preset": config.preset, "lr": config.optim.lr})
+
+    sampler = BatchSampler(
+        train_cache,
+        config.data.domain_weights,
+        config.optim.batch_size,
+        config.seed,
+        accelerator.process_index,
+    )
+    train_log = CsvLog(
+        out / "logs" / "train.csv",
+        ["step", "loss", "nll_image", "nll_text", "lr", "tokens_per_s", "minutes"],
+        enabled=is_main,
+        append=bool(resume),
+    )
+    val_log = CsvLog(
+        out / "logs" / "val.csv",
+        ["step", "val_loss", "val_nll_image", "val_nll_text"],
+        enabled=is_main,
+        append=bool(resume),
+    )
+    tokens_per_step = (
+        config.optim.batch_size * config.optim.grad_accum * layout.seq_len * accelerator.num_processes
+    )
+    started = time.time()
+    budget = config.optim.max_minutes * 60 if config.optim.max_minutes else math.inf
+    bar = tqdm(
+        total=config.optim.max_steps, initial=progress.step, disable=not is_main, desc="medim", unit="step"
+    )
+    window_start, window_steps = time.time(), 0
+    model.train()
+    while progress.step < config.optim.max_steps:
+        step = progress.step
+        for micro in range(config.optim.grad_accum):
+            x0, prompts = sampler.batch(step * config.optim.grad_accum + micro, layout)
+            generator = _step_generator(config.seed, step, accelerator.process_index, micro)
+            batch = make_training_batch(
+                x0, layout, config.diffusion, prompt_lengths=prompts, generator=generator
+            )
+            device = accelerator.device
+            logits = model(batch.xt.to(device), batch.t.to(device))
+            batch_on_device = type(batch)(
+                x0=batch.x0.to(device),
+                xt=batch.xt.to(device),
+                t=batch.t.to(device),
+                target_mask=batch.target_mask.to(device),
+                task=batch.task,
+            )
+            loss, stats = diffusion_loss(logits, batch_on_device, layout, config.diffusion)
+            accelerator.backward(loss / config.optim.grad_accum)
+        if config.optim.clip_grad:
+            accelerator.clip_grad_norm_(model.parameters(), config.optim.clip_grad)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.step(unwrapped.parameters())
+        progress.step += 1
+        progress.tokens += tokens_per_step
+        window_steps += 1
+        bar.update(1)
+
+        if progress.step % config.logging.log_every == 0 or progress.step == config.optim.max_steps:
+            elapsed = time.time() - window_start
+            rate = window_steps * tokens_per_step / max(elapsed, 1e-9)
+            window_start, window_steps = time.time(), 0
+            row = {
+                "step": progress.step,
+                "loss": accelerator.gather(loss.detach()[None]).mean().item(),
+                "nll_image": float(stats["nll_image"]),
+                "nll_text": float(stats["nll_text"]),
+                "lr": scheduler.get_last_lr()[0],
+                "tokens_per_s": rate,
+                "minutes": (time.time() - started) / 60,
+            }
+            train_log.write(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{rate:,.0f}")
+            if trackers:
+                accelerator.log({k: v for k, v in row.items() if k != "step"}, step=progress.step)
+
+        last = progress.step == config.optim.max_steps or time.time() - started > budget
+        if config.eval.val_every and (progress.step % config.eval.val_every == 0 or last):
+            with ema_weights(ema, unwrapped):
+                val = validation_loss(unwrapped, val_cache, layout, config, accelerator.device)
+            val_log.write({"step": progress.step, **val})
+            if trackers:
+                accelerator.log(val, step=progress.step)
+            model.train()
+        if config.eval.sample_every and progress.step % config.eval.sample_every == 0 and is_main:
+            with ema_weights(ema, unwrapped):
+                write_samples(unwrapped, text_tokenizer, image_tokenizer, val_cache, config, progress.step)
+            model.train()
+        if (config.eval.save_every and progress.step % config.eval.save_every == 0) or last:
+            save_checkpoint(accelerator, out, progress.step, config.eval.keep_checkpoints)
+        if last:
+            break
+    bar.close()
+    accelerator.wait_for_everyone()
+    check_processes_agree(accelerator, unwrapped)
+    wall_minutes = (time.time() - started) / 60
+    export_dir = out / "medim"
+    if is_main:
+        with ema_weights(ema, unwrapped):
+            write_samples(unwrapped, text_tokenizer, image_tokenizer, val_cache, config, progress.step)
+            export(unwrapped, text_tokenizer, image_tokenizer, config, progress, wall_minutes, export_dir)
+        plot_loss_curves(out / "logs")
+    accelerator.end_training()
+    return export_dir
+
+
+def check_processes_agree(accelerator, model) -> None:
+    """Data-parallel replicas must hold identical weights; a mismatch means a broken distributed setup."""
+    if accelerator.num_processes == 1:
+        return
+    checksum = (
+        torch.stack([p.detach().double().sum() for p in model.parameters()])
+        .sum()[None]
+        .to(accelerator.device)
+    )
+    gathered = accelerator.gather(checksum).cpu()
+    if not torch.allclose(gathered, gathered[0].expand_as(gathered), rtol=1e-9, atol=0):
+        raise RuntimeError(f"processes disagree on the weights: checksums {gathered.tolist()}")
+    accelerator.print(
+        f"{accelerator.num_processes} processes agree on the final weights (checksum {gathered[0]:.6f})"
+    )
+
+
+class ema_weights:
+    """Context manager: temporarily load the EMA weights into the model."""
+
+    def __init__(self, ema, model):
+        self.ema, self.model = ema, model
+
+    def __enter__(self):
+        self.ema.store(self.model.parameters())
+        self.ema.copy_to(self.model.parameters())
+        self.model.eval()
+
+    def __exit__(self, *exc):
+        self.ema.restore(self.model.parameters())
+
+
+@torch.no_grad()
+def validation_loss(model, cache, layout, config: TrainConfig, device) -> dict[str, float]:
+    """Eq. 6 loss on fixed validation batches with fixed masks, so values are comparable across steps."""
+    sampler = BatchSampler(cache, config.data.domain_weights, config.optim.batch_size, seed=12345)
+    totals = {"val_loss": 0.0, "val_nll_image": 0.0, "val_nll_text": 0.0}
+    for index in range(config.eval.val_batches):
+        x0, prompts = sampler.batch(index, layout)
+        batch = make_training_batch(
+            x0,
+            layout,
+            config.diffusion,
+            prompt_lengths=prompts,
+            generator=torch.Generator().manual_seed(index),
+        )
+        logits = model(batch.xt.to(device), batch.t.to(device)).cpu()
+        loss, stats = diffusion_loss(logits, batch, layout, config.diffusion)
+        totals["val_loss"] += loss.item()
+        totals["val_nll_image"] += float(stats["nll_image"])
+        totals["val_nll_text"] += float(stats["nll_text"])
+    return {k: v / max(1, config.eval.val_batches) for k, v in totals.items()}
+
+
+def _pipeline(model, text_tokenizer, image_tokenizer, config: TrainConfig, info=None):
+    from medim.pipeline import MeDiMPipeline
+
+    info = {"noise_schedule": config.diffusion.schedule, **(info or {})}
+    return MeDiMPipeline(model, text_tokenizer, image_tokenizer, config.sampler, info=info)
+
+
+def write_samples(model, text_tokenizer, image_tokenizer, cache, config: TrainConfig, step: int) -> None:
+    """A few report→image and image→report samples from validation pairs, for a look during training."""
+    from medim.data.preprocess import from_model_tensor  # noqa: F401  (keeps import errors visible early)
+
+    pipe = _pipeline(model, text_tokenizer, image_tokenizer, config)
+    layout = pipe.layout
+    count = min(config.eval.sample_count, len(cache))
+    rows = list(range(count))
+    text = torch.from_numpy(cache.text_ids[rows].astype("int64"))
+    codes = torch.from_numpy(cache.image_codes[rows].astype("int64"))
+    references = [pipe.decode_report(ids) for ids in layout.text_ids(layout.pack(text, codes))]
+    out = config.out / "logs" / "samples" / f"step_{step:06d}"
+    out.mkdir(parents=True, exist_ok=True)
+    image_result = pipe.generate_image(references, seed=0)
+    reference_images = pipe.decode_images(codes)
+    report_result = pipe.generate_report(reference_images, seed=0)
+    for index in range(count):
+        reference_images[index].save(out / f"{index}_reference.png")
+        image_result.images[index].save(out / f"{index}_generated.png")
+    records = [
+        {"reference_report": ref, "generated_report": gen}
+        for ref, gen in zip(references, report_result.reports)
+    ]
+    (out / "reports.json").write_text(json.dumps(records, indent=2) + "\n")
+    model.train()
+
+
+def export(
+    model, text_tokenizer, image_tokenizer, config: TrainConfig, progress, wall_minutes, export_dir
+) -> None:
+    train_csv = config.out / "logs" / "train.csv"
+    val_csv = config.out / "logs" / "val.csv"
+    info = {
+        "kind": "trained",
+        "description": f"MeDiM trained with the {config.preset} preset",
+        "preset": config.preset,
+        "steps": progress.step,
+        "tokens_seen": progress.tokens,
+        "wall_minutes": round(wall_minutes, 1),
+        "final_train": CsvLog.last_row(train_csv),
+        "final_val": CsvLog.last_row(val_csv),
+        "data": {
+            "source": config.data.source,
+            "synthetic_n": config.data.synthetic_n,
+            "image_size": config.data.image_size,
+        },
+        "ema_decay": config.optim.ema_decay,
+        "command": " ".join(["python", "-m", "train", *sys.argv[1:]]),
+    }
+    pipe = _pipeline(model, text_tokenizer, image_tokenizer, config, info)
+    pipe.save_pretrained(export_dir)
+    shutil.copy(config.out / "train_config.yaml", export_dir / "train_config.yaml")
+    config.diffusion.save(export_dir / "diffusion_config.json")
+    print(f"exported pipeline -> {export_dir}")
+
+
+def save_checkpoint(accelerator, out: Path, step: int, keep: int) -> None:
+    path = out / "checkpoints" / f"step_{step:07d}"
+    accelerator.save_state(str(path), safe_serialization=True)
+    if accelerator.is_main_process and keep:
+        old = sorted((out / "checkpoints").glob("step_*"))[:-keep]
+        for directory in old:
+            shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,84 @@
+"""Stage `vq`: train the VQ image tokenizer on the training images into <output_dir>/image_tokenizer."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from train.config import TrainConfig
+from train.data import ensure_corpus, load_split
+
+
+class _Pixels(torch.utils.data.Dataset):
+    def __init__(self, dataset, image_size: int):
+        self.dataset = dataset
+        self.image_size = image_size
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        from medim.data.preprocess import to_model_tensor
+
+        return to_model_tensor(self.dataset[index].image, self.image_size)
+
+
+def run(config: TrainConfig) -> Path:
+    from medim.tokenizers.image import VQConfig, VQImageTokenizer
+    from medim.tokenizers.vq_training import VQTrainingOptions, evaluate_vq, train_vq
+
+    out = config.out / "image_tokenizer"
+    if config.vq.path:
+        tokenizer = VQImageTokenizer.from_pretrained(config.vq.path)
+        tokenizer.save_pretrained(out)
+        return out
+    ensure_corpus(config)
+    torch.manual_seed(config.seed)
+    architecture = {**config.vq.architecture, "image_size": config.data.image_size}
+    tokenizer = VQImageTokenizer.from_config(VQConfig.from_dict(architecture))
+    generator = torch.Generator().manual_seed(config.seed)
+    train_images = DataLoader(
+        _Pixels(load_split(config, config.data.train_split), config.data.image_size),
+        batch_size=config.vq.batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=generator,
+        num_workers=config.data.num_workers,
+    )
+    options = VQTrainingOptions(**{"seed": config.seed, **config.vq.options})
+    log_path = config.out / "logs" / "vq.jsonl"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with open(log_path, "w") as log:
+
+        def record(entry: dict) -> None:
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+            print(
+                f"vq step {entry['step']}: loss {entry['loss']:.4f} psnr {entry['psnr']:.2f} dB "
+                f"usage {entry['codebook_usage']:.2f}",
+                flush=True,
+            )
+
+        train_vq(
+            tokenizer,
+            train_images,
+            config.vq.steps,
+            config.vq.lr,
+            log_every=50,
+            callback=record,
+            options=options,
+        )
+    val_images = DataLoader(
+        _Pixels(load_split(config, config.data.val_split), config.data.image_size), batch_size=64
+    )
+    metrics = evaluate_vq(tokenizer.eval(), val_images)
+    metrics["train_minutes"] = (time.time() - started) / 60
+    tokenizer.save_pretrained(out)
+    (out / "val_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"image tokenizer -> {out}; validation {metrics}")
+    return out
