@@ -1,0 +1,123 @@
+"""MeDiMPipeline: save/load round trip, the three tasks, streaming, inpainting and bad input."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from medim.commands.init_random import build_random_pipeline
+from medim.pipeline import MeDiMPipeline, resolve_checkpoint
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return build_random_pipeline(
+        hidden=32, layers=1, image_size=16, grid=4, codebook=16, text_tokens=12, text_vocab=280
+    )
+
+
+@pytest.fixture(scope="module")
+def saved(pipe, tmp_path_factory):
+    return pipe.save_pretrained(tmp_path_factory.mktemp("ckpt"))
+
+
+def test_save_load_round_trip_gives_identical_logits(pipe, saved):
+    loaded = MeDiMPipeline.from_pretrained(saved, device="cpu")
+    ids = torch.randint(0, pipe.layout.vocab_size, (2, pipe.layout.seq_len))
+    t = torch.tensor([0.3, 0.8])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(ids, t), pipe.model(ids, t), rtol=0, atol=0)
+    assert loaded.config == pipe.config
+    assert len(loaded.checkpoint_hash) == 64
+    assert json.loads((saved / "checkpoint_info.json").read_text())["kind"] == "random-init"
+
+
+def test_generate_image_report_and_pair(pipe):
+    image = pipe.generate_image("FINDINGS: The heart is enlarged.", steps=3, seed=1).images[0]
+    assert image.size == (16, 16) and image.mode == "RGB"
+    report = pipe.generate_report(Image.new("L", (40, 30), 128), steps=3).reports[0]
+    assert isinstance(report, str)
+    pair = pipe.generate_pair(num_samples=2, steps=3)
+    assert len(pair.images) == 2 and len(pair.reports) == 2
+    assert not (pair.tokens == pipe.layout.mask_id).any()
+
+
+def test_conditioning_tokens_are_kept(pipe):
+    result = pipe.generate_image("FINDINGS: The heart is enlarged.", steps=3)
+    x_init, generate, _ = pipe.prepare("report2image", report="FINDINGS: The heart is enlarged.")
+    fixed = ~generate
+    assert torch.equal(result.tokens[fixed], x_init[fixed])
+    assert (result.committed_at[generate] >= 1).all() and (result.committed_at[fixed] == 0).all()
+
+
+def test_prompted_pair_keeps_the_prompt(pipe):
+    x_init, generate, _ = pipe.prepare("pair", prompt="FINDINGS:")
+    result = pipe.generate_pair(prompt="FINDINGS:", steps=2)
+    start = pipe.layout.text_slice.start
+    kept = (~generate[0, start:]).nonzero().flatten()
+    assert len(kept) > 0
+    assert torch.equal(result.tokens[0, start + kept], x_init[0, start + kept])
+
+
+def test_same_seed_same_result_and_guidance_runs(pipe):
+    a = pipe.generate_image("No acute process.", steps=3, seed=5)
+    b = pipe.generate_image("No acute process.", steps=3, seed=5)
+    assert torch.equal(a.tokens, b.tokens)
+    guided = pipe.generate_image("No acute process.", steps=3, seed=5, guidance_scale=2.0)
+    assert guided.settings["guidance_scale"] == 2.0
+
+
+def test_stream_yields_every_step_with_shrinking_masks(pipe):
+    x_init, generate, _ = pipe.prepare("pair")
+    states = list(pipe.stream(x_init, generate, seed=0))
+    assert [s.step for s in states] == list(range(1, pipe.sampler_config.steps + 1))
+    masked = [int(s.image_masked.sum()) for s in states]
+    assert masked == sorted(masked, reverse=True) and masked[-1] == 0
+    assert all(len(s.images) == 1 for s in states)
+    assert any(text == "[MASK]" for text, _ in states[0].report_pieces[0])
+    assert states[-1].done
+
+
+def test_inpainting_resamples_only_the_region(pipe):
+    base = pipe.generate_pair(steps=3)
+    region = torch.zeros(pipe.layout.seq_len, dtype=torch.bool)
+    region[pipe.layout.image_slice.start : pipe.layout.image_slice.start + 4] = True
+    edited = pipe.inpaint(base.tokens, region, steps=2, seed=3)
+    assert torch.equal(edited.tokens[:, ~region], base.tokens[:, ~region])
+    with pytest.raises(ValueError, match="re-masked"):
+        special = torch.zeros(pipe.layout.seq_len, dtype=torch.bool)
+        special[0] = True
+        pipe.inpaint(base.tokens, special)
+
+
+def test_long_report_is_truncated_with_a_warning(pipe):
+    result = pipe.generate_image("The heart is enlarged. " * 20, steps=2)
+    assert result.warnings and "truncated" in result.warnings[0]
+
+
+@pytest.mark.parametrize("report", ["", "   ", None])
+def test_empty_report_is_rejected(pipe, report):
+    with pytest.raises(ValueError, match="empty"):
+        pipe.generate_image(report)
+
+
+def test_wrong_tokenizer_for_checkpoint_is_rejected(pipe):
+    other = build_random_pipeline(hidden=32, layers=1, image_size=16, grid=4, codebook=32, text_tokens=12)
+    with pytest.raises(ValueError, match="codes"):
+        MeDiMPipeline(pipe.model, pipe.text_tokenizer, other.image_tokenizer)
+
+
+def test_missing_or_broken_checkpoints_are_clear_errors(tmp_path, saved):
+    with pytest.raises(ValueError, match="not found"):
+        resolve_checkpoint(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="medim_config.json"):
+        resolve_checkpoint(tmp_path / "empty")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("medim_config.json", "sampler_config.json"):
+        (broken / name).write_text((saved / name).read_text())
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="model.safetensors"):
+        MeDiMPipeline.from_pretrained(broken, device="cpu")
