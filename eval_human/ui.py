@@ -1,0 +1,346 @@
+"""Gradio rating UI of the human study: a tab for the main app (``build_rating_tab``) or a standalone app.
+
+Layout and wiring only; every read and write goes through :class:`eval_human.store.StudyStore`. The signed-in rater
+lives in a server-side ``gr.State``, so a browser (or API client) can never pick another rater's items: it can
+only move within its own queue. Raters see the image, the report and their own answers — never the source, other
+raters' answers or items outside their assignment. Keys 1–9 press the Likert buttons.
+
+API endpoints (for ``gradio_client``): ``/sign_in(token)``, ``/rate(consistency, image_realism,
+report_plausibility, comment, cannot_judge)``, ``/previous``, ``/next``, ``/resume``, ``/admin_progress``,
+``/admin_export``.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from eval_human.models import Q_COMMENT, Q_CONSISTENCY, Q_IMAGE_REALISM, Q_REPORT_PLAUSIBILITY, ROLE_ADMIN
+from eval_human.store import MAX_COMMENT_CHARS, MAX_SECONDS_SPENT, RaterInfo, StudyError, StudyStore
+
+MAX_LIKERT_BUTTONS = 9  # one digit key per button
+NOT_RATED = 0  # choice value of an optional Likert question left unanswered
+
+# Installs one document-level key listener: digit N clicks the visible Likert button N, except while typing.
+LIKERT_SHORTCUTS_JS = """
+if (!window.__evalHumanLikertKeys) {
+  window.__evalHumanLikertKeys = true;
+  document.addEventListener('keydown', (event) => {
+    const target = event.target;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (target && (target.tagName === 'INPUT' || target.tagName === 'TEXTAREA' || target.isContentEditable)) return;
+    const button = document.getElementById('eh-likert-' + event.key);
+    if (button && button.offsetParent !== null && !button.disabled) {
+      event.preventDefault();
+      button.click();
+    }
+  });
+}
+"""
+
+CONSISTENCY_PROMPT = (
+    "**How consistent is the report with the image?** 1 = contradicts the image, {max} = fully consistent. "
+    "Press a button or a key 1–{max}; the next pair follows."
+)
+
+
+@dataclass(frozen=True)
+class RaterSession:
+    """Server-side per-browser state: who is signed in, where they are, and when the current item appeared."""
+
+    rater: RaterInfo
+    position: int = 0
+    shown_at: float = 0.0
+
+
+@dataclass
+class RatingTab:
+    """Handles on the tab's components, for a host app that wants to wire more events (e.g. ``demo.load``)."""
+
+    session: gr.State
+    token: gr.Textbox
+    status: gr.Markdown
+    sign_in_from_login: Any
+    sign_in_outputs: list
+
+
+def _require(session: RaterSession | None) -> RaterSession:
+    if session is None:
+        raise gr.Error("Sign in with your rater token first.")
+    return session
+
+
+def _optional_score(value: Any) -> int | None:
+    if value in (None, "", NOT_RATED, str(NOT_RATED)):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError) as error:
+        raise gr.Error(f"Score {value!r} is not a number.") from error
+
+
+def build_rating_tab(store: StudyStore, *, trust_login: bool = False) -> RatingTab:
+    """Render the rating UI into the current ``gr.Blocks``/``gr.Tab`` context.
+
+    Args:
+        store: the study store all handlers call.
+        trust_login: offer "continue as <login>" for a login already verified by Gradio ``auth=`` or HF OAuth
+            (the login must equal a rater's name).
+    """
+    session = gr.State(None)
+    gr.HTML(
+        "<small>Keyboard: keys 1–5 give the consistency score (not while typing in a text box).</small>",
+        js_on_load=LIKERT_SHORTCUTS_JS,
+    )
+    with gr.Row():
+        token = gr.Textbox(label="Rater token", type="password", scale=4, max_length=200)
+        sign_in_button = gr.Button("Sign in", variant="primary", scale=1)
+        login_button = gr.Button("Continue with my login", scale=1, visible=trust_login)
+    status = gr.Markdown("Sign in with the token you received to start rating.")
+
+    with gr.Column(visible=False) as rating_panel:
+        progress = gr.Markdown()
+        with gr.Row():
+            image = gr.Image(label="Image", type="pil", format="png", interactive=False, height=420)
+            with gr.Column():
+                report = gr.Textbox(label="Report", interactive=False, lines=12)
+                current = gr.Markdown()
+        prompt = gr.Markdown(CONSISTENCY_PROMPT.format(max=5))
+        with gr.Row():
+            likert_buttons = [
+                gr.Button(str(value), elem_id=f"eh-likert-{value}", variant="primary", visible=value <= 5)
+                for value in range(1, MAX_LIKERT_BUTTONS + 1)
+            ]
+            cannot_judge_button = gr.Button("Cannot judge", variant="secondary")
+        with gr.Accordion(
+            "Optional: realism, plausibility, comment (set these before the consistency score)"
+        ):
+            likert_choices = [("not rated", NOT_RATED)] + [(str(v), v) for v in range(1, 6)]
+            realism = gr.Radio(likert_choices, value=NOT_RATED, label="Image realism")
+            plausibility = gr.Radio(likert_choices, value=NOT_RATED, label="Report plausibility")
+            comment = gr.Textbox(label="Comment", lines=2, max_length=MAX_COMMENT_CHARS)
+        with gr.Row():
+            previous_button = gr.Button("← Previous")
+            resume_button = gr.Button("First unrated")
+            next_button = gr.Button("Next →")
+        # API-only inputs of /rate: the score and the flag as plain values.
+        api_score = gr.Number(visible=False, precision=0)
+        api_cannot_judge = gr.Checkbox(visible=False)
+        api_rate_button = gr.Button(visible=False)
+
+    with gr.Column(visible=False) as admin_panel:
+        gr.Markdown("### Study administration")
+        admin_table = gr.Dataframe(label="Progress per rater", interactive=False)
+        with gr.Row():
+            refresh_button = gr.Button("Refresh progress")
+            export_button = gr.Button("Export ratings (CSV)")
+        export_file = gr.File(label="Export", interactive=False)
+
+    view_outputs = [
+        session,
+        status,
+        rating_panel,
+        progress,
+        image,
+        report,
+        realism,
+        plausibility,
+        comment,
+        current,
+    ]
+    sign_in_outputs = [*view_outputs, admin_panel, admin_table, prompt, *likert_buttons]
+
+    # ------------------------------------------------------------ rendering
+
+    def render(state: RaterSession, message: str = "") -> list:
+        """Values for ``view_outputs`` showing the item at ``state.position``."""
+        try:
+            item = store.rater_item(state.rater.id, state.position)
+        except StudyError as error:
+            raise gr.Error(str(error)) from error
+        state = replace(state, shown_at=time.monotonic())
+        answers = item.answers
+        if answers.get("cannot_judge"):
+            current_text = "Your answer: **cannot judge**."
+        elif answers.get(Q_CONSISTENCY) is not None:
+            current_text = (
+                f"Your consistency score: **{answers[Q_CONSISTENCY]}** (press another to change it)."
+            )
+        else:
+            current_text = "Not rated yet."
+        done = item.n_done == item.n_items
+        progress_text = f"**Pair {item.position + 1} of {item.n_items}** · {item.n_done} rated" + (
+            " · all pairs rated — thank you! You can still go back and change answers." if done else ""
+        )
+        with Image.open(item.image_path) as handle:
+            picture = handle.copy()
+        return [
+            state,
+            message or f"Signed in as **{state.rater.name}**.",
+            gr.Column(visible=True),
+            progress_text,
+            picture,
+            item.report,
+            answers.get(Q_IMAGE_REALISM) or NOT_RATED,
+            answers.get(Q_REPORT_PLAUSIBILITY) or NOT_RATED,
+            answers.get(Q_COMMENT) or "",
+            current_text,
+        ]
+
+    def signed_in(rater: RaterInfo) -> list:
+        if rater.role == ROLE_ADMIN:
+            hidden = [
+                RaterSession(rater=rater),
+                f"Signed in as admin **{rater.name}**.",
+                gr.Column(visible=False),
+                *([gr.skip()] * 7),
+            ]
+            return [*hidden, gr.Column(visible=True), store.progress(rater.study_id), gr.skip()] + [
+                gr.skip()
+            ] * MAX_LIKERT_BUTTONS
+        likert_max = store.study_info(rater.study_id)["likert_max"]
+        state = RaterSession(rater=rater, position=store.first_pending_position(rater.id))
+        buttons = [gr.Button(visible=value <= likert_max) for value in range(1, MAX_LIKERT_BUTTONS + 1)]
+        return [
+            *render(state),
+            gr.Column(visible=False),
+            gr.skip(),
+            CONSISTENCY_PROMPT.format(max=likert_max),
+            *buttons,
+        ]
+
+    # ------------------------------------------------------------ handlers
+
+    def sign_in(token_value: str):
+        try:
+            rater = store.authenticate(token_value)
+        except StudyError as error:
+            raise gr.Error(str(error)) from error
+        return signed_in(rater)
+
+    def sign_in_from_login(request: gr.Request, profile: gr.OAuthProfile | None = None):
+        username = getattr(profile, "username", None) if profile is not None else None
+        username = username or getattr(request, "username", None)
+        if not trust_login or not username:
+            raise gr.Error("No verified login: sign in with your rater token.")
+        try:
+            rater = store.rater_for_login(username)
+        except StudyError as error:
+            raise gr.Error(str(error)) from error
+        return signed_in(rater)
+
+    def rate(score, realism_value, plausibility_value, comment_value, cannot_judge, state):
+        state = _require(state)
+        if state.rater.role == ROLE_ADMIN:
+            raise gr.Error("Admins do not rate pairs.")
+        try:
+            item = store.rater_item(state.rater.id, state.position)
+        except StudyError as error:
+            raise gr.Error(str(error)) from error
+        seconds = (
+            min(max(time.monotonic() - state.shown_at, 0.0), MAX_SECONDS_SPENT) if state.shown_at else None
+        )
+        try:
+            store.submit_rating(
+                state.rater.id,
+                item.item_id,
+                None if cannot_judge else _optional_score(score),
+                image_realism=_optional_score(realism_value),
+                report_plausibility=_optional_score(plausibility_value),
+                comment=comment_value or None,
+                cannot_judge=bool(cannot_judge),
+                seconds_spent=seconds,
+            )
+        except StudyError as error:
+            raise gr.Error(str(error)) from error
+        last = item.n_items - 1
+        return render(replace(state, position=min(state.position + 1, last)), "Saved.")
+
+    def move(step: int, state):
+        state = _require(state)
+        if state.rater.role == ROLE_ADMIN:
+            raise gr.Error("Admins have no pairs to rate.")
+        n_items = store.queue_length(state.rater.id)
+        return render(replace(state, position=min(max(state.position + step, 0), n_items - 1)))
+
+    def resume(state):
+        state = _require(state)
+        if state.rater.role == ROLE_ADMIN:
+            raise gr.Error("Admins have no pairs to rate.")
+        return render(replace(state, position=store.first_pending_position(state.rater.id)))
+
+    def require_admin(state) -> RaterSession:
+        state = _require(state)
+        if state.rater.role != ROLE_ADMIN:
+            raise gr.Error("This view needs an admin token.")
+        return state
+
+    def admin_progress(state):
+        return store.progress(require_admin(state).rater.study_id)
+
+    def admin_export(state):
+        from eval_human.stats import export_ratings
+
+        study_id = require_admin(state).rater.study_id
+        folder = Path(tempfile.mkdtemp(prefix="eval_human_export_"))
+        return str(export_ratings(store, study_id, folder / f"ratings_study{study_id}.csv"))
+
+    # ------------------------------------------------------------ wiring
+
+    common = {
+        "concurrency_limit": None
+    }  # the store is thread-safe; SQLite serialises the short writes itself
+    gr.on(
+        [sign_in_button.click, token.submit], sign_in, [token], sign_in_outputs, api_name="sign_in", **common
+    )
+    login_button.click(sign_in_from_login, None, sign_in_outputs, api_name="sign_in_from_login", **common)
+    rate_inputs = [realism, plausibility, comment]
+    for value, button in enumerate(likert_buttons, start=1):
+        button.click(
+            functools.partial(rate, value),
+            [*rate_inputs, gr.State(False), session],
+            view_outputs,
+            api_visibility="private",
+            **common,
+        )
+    cannot_judge_button.click(
+        functools.partial(rate, None),
+        [*rate_inputs, gr.State(True), session],
+        view_outputs,
+        api_visibility="private",
+        **common,
+    )
+    api_rate_button.click(
+        rate, [api_score, *rate_inputs, api_cannot_judge, session], view_outputs, api_name="rate", **common
+    )
+    previous_button.click(functools.partial(move, -1), [session], view_outputs, api_name="previous", **common)
+    next_button.click(functools.partial(move, 1), [session], view_outputs, api_name="next", **common)
+    resume_button.click(resume, [session], view_outputs, api_name="resume", **common)
+    refresh_button.click(admin_progress, [session], [admin_table], api_name="admin_progress", **common)
+    export_button.click(admin_export, [session], [export_file], api_name="admin_export", **common)
+    return RatingTab(
+        session=session,
+        token=token,
+        status=status,
+        sign_in_from_login=sign_in_from_login,
+        sign_in_outputs=sign_in_outputs,
+    )
+
+
+def build_rating_app(
+    store: StudyStore, *, trust_login: bool = False, title: str = "MeDiM human study"
+) -> gr.Blocks:
+    """A standalone Blocks app holding only the rating tab (``python -m eval_human serve``)."""
+    with gr.Blocks(title=title) as demo:
+        gr.Markdown(
+            f"# {title}\nRate how well each report matches its image. Sources are hidden from raters."
+        )
+        build_rating_tab(store, trust_login=trust_login)
+    return demo
