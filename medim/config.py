@@ -14,6 +14,8 @@ from typing import Any
 
 TIMESTEP_CONDITIONING = ("adaln", "additive", "off")
 ADALN_GATES = ("one_plus", "dit")
+TIMESTEP_INPUTS = ("scaled_t", "loglinear_sigma")
+ADALN_INPUT_ACTIVATIONS = ("silu", "none")
 SCHEDULES = ("loglinear", "cosine")
 UNMASK_SCHEDULES = ("arccos", "cosine", "linear")
 GUIDANCE_SCHEDULES = ("constant", "linear")
@@ -55,6 +57,13 @@ class MeDiMConfig(_JsonConfig):
 
     `backbone` is a Hugging Face config dict (it must contain `model_type`); `backbone_path` optionally names
     pretrained weights (local directory or hub id) that the backbone was initialised from.
+
+    The last group of fields reproduces checkpoints trained with other conventions (the official MeDiM release):
+    `timestep_input` picks what the sinusoid embeds ("scaled_t": 1000 t; "loglinear_sigma": -log(1 - t), the
+    log-linear total noise, t capped at 1 - 1e-3), `adaln_input_activation` whether SiLU precedes the AdaLN
+    linear, `logits_offsets` (image, text) reads the logits of position p from hidden state p + offset,
+    `text_prefix_ids` / `text_suffix_ids` are fixed tokens around the report, `attend_to_pad=False` removes pad
+    positions from the attention keys, and `suppressed_text_ids` are text ids never predicted.
     """
 
     backbone: dict[str, Any]
@@ -70,10 +79,27 @@ class MeDiMConfig(_JsonConfig):
     attn_implementation: str = "sdpa"
     image_size: int = 64
     domains: tuple[str, ...] = ("chest_xray", "pathology")
+    timestep_input: str = "scaled_t"
+    adaln_input_activation: str = "silu"
+    logits_offsets: tuple[int, int] = (0, 0)
+    text_prefix_ids: tuple[int, ...] = ()
+    text_suffix_ids: tuple[int, ...] = ()
+    attend_to_pad: bool = True
+    suppressed_text_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         self.image_grid = tuple(int(v) for v in self.image_grid)  # JSON gives lists
         self.domains = tuple(self.domains)
+        self.logits_offsets = tuple(int(v) for v in self.logits_offsets)
+        self.text_prefix_ids = tuple(int(v) for v in self.text_prefix_ids)
+        self.text_suffix_ids = tuple(int(v) for v in self.text_suffix_ids)
+        self.suppressed_text_ids = tuple(int(v) for v in self.suppressed_text_ids)
+        _check_choice("timestep_input", self.timestep_input, TIMESTEP_INPUTS)
+        _check_choice("adaln_input_activation", self.adaln_input_activation, ADALN_INPUT_ACTIVATIONS)
+        if len(self.logits_offsets) != 2 or any(abs(v) > 1 for v in self.logits_offsets):
+            raise ValueError(
+                f"logits_offsets must be two ints in [-1, 1] (image, text), got {self.logits_offsets!r}"
+            )
         model_type = self.backbone.get("model_type")
         _check_choice("backbone.model_type", model_type, SUPPORTED_BACKBONES)
         _check_choice("timestep_conditioning", self.timestep_conditioning, TIMESTEP_CONDITIONING)

@@ -36,21 +36,35 @@ from medim.vocab import VocabLayout
 class TimestepEmbedder(nn.Module):
     """Continuous noise level t in [0, 1] -> vector [B, hidden] (sinusoidal features, then a 2-layer MLP)."""
 
-    def __init__(self, hidden_size: int, frequency_dim: int = 256, max_period: float = 10_000.0):
+    def __init__(
+        self,
+        hidden_size: int,
+        frequency_dim: int = 256,
+        max_period: float = 10_000.0,
+        input: str = "scaled_t",
+    ):
         super().__init__()
         self.frequency_dim = frequency_dim
         self.max_period = max_period
+        self.input = input
         self.mlp = nn.Sequential(
             nn.Linear(frequency_dim, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size)
         )
 
+    def argument(self, t: torch.Tensor) -> torch.Tensor:
+        """The scalar the sinusoid embeds, [B]: 1000 t, or the log-linear total noise -log(1 - t) (the official
+        MeDiM code's sigma, with t capped at 1 - 1e-3 as its sampling eps does)."""
+        if self.input == "loglinear_sigma":
+            return -torch.log1p(-t.float().clamp(0.0, 1.0 - 1e-3))
+        return t.float() * 1000.0
+
     def sinusoidal(self, t: torch.Tensor) -> torch.Tensor:
-        """t [B] -> features [B, frequency_dim]. t is scaled by 1000 so that [0, 1] spans the frequencies."""
+        """t [B] -> features [B, frequency_dim] ([cos, sin] of the argument times geometric frequencies)."""
         half = self.frequency_dim // 2
         freqs = torch.exp(
             -math.log(self.max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half
         )
-        args = (t.float() * 1000.0)[:, None] * freqs[None]
+        args = self.argument(t)[:, None] * freqs[None]
         return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
@@ -66,14 +80,16 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 class AdaLNModulation(nn.Module):
     """Per-layer conditioning: timestep embedding [B, D] -> six [B, D] tensors, zero at initialisation."""
 
-    def __init__(self, hidden_size: int):
+    def __init__(self, hidden_size: int, input_activation: str = "silu"):
         super().__init__()
         self.linear = nn.Linear(hidden_size, 6 * hidden_size)
+        self.input_activation = input_activation
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.linear(F.silu(c)).chunk(6, dim=-1)
+        # DiT applies SiLU first; the official MeDiM layers feed the embedding to the linear directly
+        return self.linear(F.silu(c) if self.input_activation == "silu" else c).chunk(6, dim=-1)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -151,11 +167,15 @@ class MeDiMModel(nn.Module):
         self.timestep_embedder = None
         self.adaln = None
         if config.timestep_conditioning != "off":
-            self.timestep_embedder = TimestepEmbedder(hidden, config.timestep_frequency_dim)
+            self.timestep_embedder = TimestepEmbedder(
+                hidden, config.timestep_frequency_dim, input=config.timestep_input
+            )
         if config.timestep_conditioning == "adaln":
             # zero-initialised: with the (1 + gate) form the layers start as the pretrained blocks; with the
             # DiT form (gate * branch) they start blank, as in DiT and the official MeDiM code
-            self.adaln = nn.ModuleList(AdaLNModulation(hidden) for _ in self.decoder.layers)
+            self.adaln = nn.ModuleList(
+                AdaLNModulation(hidden, config.adaln_input_activation) for _ in self.decoder.layers
+            )
 
     @property
     def decoder(self) -> nn.Module:
@@ -190,6 +210,10 @@ class MeDiMModel(nn.Module):
         logits_positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         batch, length = input_ids.shape
+        if not self.config.attend_to_pad:
+            # pad positions are not attended to (the official MeDiM attention mask); queries there still run
+            not_pad = input_ids != self.layout.pad_id
+            attention_mask = not_pad if attention_mask is None else attention_mask.bool() & not_pad
         hidden = self.decoder.embed_tokens(input_ids)
         cond = None
         if self.timestep_embedder is not None:
@@ -212,6 +236,8 @@ class MeDiMModel(nn.Module):
             else:
                 hidden = self._layer(*args)
 
+        if self.config.logits_offsets != (0, 0):
+            hidden = hidden[:, self._logits_source(length, hidden.device)]
         hidden = self.decoder.norm(hidden)
         if logits_positions is not None:
             hidden = hidden[:, logits_positions]
@@ -239,6 +265,18 @@ class MeDiMModel(nn.Module):
             normed = modulate(normed, shift_m, scale_m)
         mlp_out = layer.mlp(normed)
         return hidden + (gate_m[:, None] * mlp_out if adaln else mlp_out)
+
+    def _logits_source(self, length: int, device) -> torch.Tensor:
+        """LongTensor [L]: the hidden state each position's logits are read from (p + the modality's offset)."""
+        if length != self.layout.seq_len:
+            raise ValueError(
+                f"logits_offsets need full sequences of {self.layout.seq_len} tokens, got {length}"
+            )
+        image_offset, text_offset = self.config.logits_offsets
+        source = torch.arange(length, device=device)
+        source[self.layout.image_slice] += image_offset
+        source[self.layout.text_slice] += text_offset
+        return source
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

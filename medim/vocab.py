@@ -8,7 +8,11 @@ Token ids::
 
 Sequence positions::
 
-    <boi> image_0 ... image_{N-1} <eoi> text_0 ... text_{T-1}
+    <boi> image_0 ... image_{N-1} <eoi> [prefix] text_0 ... text_{T-1} [suffix]
+
+`prefix` and `suffix` are fixed token ids (empty unless a checkpoint's training format had them, e.g. the
+official MeDiM release's image-size sentence before the report and <eos> after it); like <boi>/<eoi> they are
+never masked or predicted.
 
 Reports shorter than T are right-padded with `pad`; the model predicts the padding too, so it learns a
 report's length. `mask` is the absorbing [MASK] state of the forward process and is never a prediction target.
@@ -32,16 +36,34 @@ class VocabLayout:
     codebook_size: int
     image_tokens: int
     text_tokens: int
+    prefix_ids: tuple[int, ...] = ()
+    suffix_ids: tuple[int, ...] = ()
+    suppressed_text_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("text_vocab_size", "codebook_size", "image_tokens", "text_tokens"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("prefix_ids", "suffix_ids"):
+            bad = [i for i in getattr(self, name) if not 0 <= i < self.vocab_size or i == self.mask_id]
+            if bad:
+                raise ValueError(f"{name} {bad[:5]} are not valid non-[MASK] ids in [0, {self.vocab_size})")
+        bad = [i for i in self.suppressed_text_ids if not 0 <= i < self.text_vocab_size]
+        if bad:
+            raise ValueError(f"suppressed_text_ids {bad[:5]} are outside the text vocabulary")
 
     @classmethod
     def from_config(cls, config) -> VocabLayout:
         h, w = config.image_grid
-        return cls(config.text_vocab_size, config.codebook_size, h * w, config.max_text_tokens)
+        return cls(
+            config.text_vocab_size,
+            config.codebook_size,
+            h * w,
+            config.max_text_tokens,
+            tuple(getattr(config, "text_prefix_ids", ())),
+            tuple(getattr(config, "text_suffix_ids", ())),
+            tuple(getattr(config, "suppressed_text_ids", ())),
+        )
 
     # ---- token ids -------------------------------------------------------------------------------------
     @property
@@ -71,7 +93,7 @@ class VocabLayout:
     # ---- positions -------------------------------------------------------------------------------------
     @property
     def seq_len(self) -> int:
-        return self.image_tokens + self.text_tokens + 2
+        return self.image_tokens + self.text_tokens + 2 + len(self.prefix_ids) + len(self.suffix_ids)
 
     @property
     def image_slice(self) -> slice:
@@ -79,7 +101,19 @@ class VocabLayout:
 
     @property
     def text_slice(self) -> slice:
-        return slice(2 + self.image_tokens, self.seq_len)
+        start = 2 + self.image_tokens + len(self.prefix_ids)
+        return slice(start, start + self.text_tokens)
+
+    def _write_fixed(self, seq: torch.Tensor) -> None:
+        """Write <boi>, <eoi>, the prefix and the suffix into sequences [B, L] in place."""
+        seq[:, 0] = self.boi_id
+        seq[:, 1 + self.image_tokens] = self.eoi_id
+        if self.prefix_ids:
+            seq[:, 2 + self.image_tokens : self.text_slice.start] = torch.tensor(
+                self.prefix_ids, device=seq.device
+            )
+        if self.suffix_ids:
+            seq[:, self.text_slice.stop :] = torch.tensor(self.suffix_ids, device=seq.device)
 
     @cached_property
     def position_modality(self) -> torch.Tensor:
@@ -99,6 +133,7 @@ class VocabLayout:
         allowed = torch.zeros(3, self.vocab_size, dtype=torch.bool)
         allowed[IMAGE, self.image_offset : self.image_offset + self.codebook_size] = True
         allowed[TEXT, : self.text_vocab_size] = True
+        allowed[TEXT, list(self.suppressed_text_ids)] = False
         allowed[TEXT, self.pad_id] = True
         return allowed
 
@@ -144,17 +179,15 @@ class VocabLayout:
             )
         batch = text_ids.shape[0]
         seq = torch.empty(batch, self.seq_len, dtype=torch.long, device=text_ids.device)
-        seq[:, 0] = self.boi_id
+        self._write_fixed(seq)
         seq[:, self.image_slice] = image_codes.to(text_ids.device) + self.image_offset
-        seq[:, 1 + self.image_tokens] = self.eoi_id
         seq[:, self.text_slice] = text_ids
         return seq
 
     def blank(self, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """Fully masked sequences [B, L] (specials in place): the start of unconditional pair generation."""
         seq = torch.full((batch, self.seq_len), self.mask_id, dtype=torch.long, device=device)
-        seq[:, 0] = self.boi_id
-        seq[:, 1 + self.image_tokens] = self.eoi_id
+        self._write_fixed(seq)
         return seq
 
     def image_codes(self, seq: torch.Tensor) -> torch.Tensor:
