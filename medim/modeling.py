@@ -209,6 +209,22 @@ class MeDiMModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         logits_positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        hidden = self.hidden_states(input_ids, t, attention_mask)
+        if logits_positions is not None:
+            hidden = hidden[:, logits_positions]
+        return self.backbone.get_output_embeddings()(hidden)
+
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        t: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The final-norm hidden states [B, L, D] that the output head reads (forward without the head).
+
+        Callers that need logits only at some positions or for one modality's ids apply the head rows
+        themselves (see medim.fast.modality_head): the full-vocabulary head can cost more than the body.
+        """
         batch, length = input_ids.shape
         if not self.config.attend_to_pad:
             # pad positions are not attended to (the official MeDiM attention mask); queries there still run
@@ -238,10 +254,7 @@ class MeDiMModel(nn.Module):
 
         if self.config.logits_offsets != (0, 0):
             hidden = hidden[:, self._logits_source(length, hidden.device)]
-        hidden = self.decoder.norm(hidden)
-        if logits_positions is not None:
-            hidden = hidden[:, logits_positions]
-        return self.backbone.get_output_embeddings()(hidden)
+        return self.decoder.norm(hidden)
 
     def _layer(self, index, layer, hidden, cond, position_embeddings, mask, position_ids) -> torch.Tensor:
         """One decoder layer driven through the backbone's own submodules, with AdaLN-Zero when enabled."""

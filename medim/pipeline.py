@@ -161,6 +161,8 @@ class MeDiMPipeline:
         self.info = dict(info or {})
         self.checkpoint_hash: str | None = self.info.get("sha256")
         self.noise_schedule = get_schedule(self.info.get("noise_schedule", "loglinear"))
+        # compute the output head only where the sampler reads it (exact; see medim.fast.restricted_logits)
+        self.restrict_head = True
         if len(text_tokenizer) > self.config.text_vocab_size:
             raise ValueError(
                 f"text tokenizer has {len(text_tokenizer)} ids but the model's text vocabulary is "
@@ -283,12 +285,22 @@ class MeDiMPipeline:
     @torch.no_grad()
     def denoise_logits(self, x_t: torch.Tensor, generate: torch.Tensor, guidance: float) -> torch.Tensor:
         """Logits [B, L, V] at the current tokens; with guidance the conditional and unconditional inputs run
-        as one batch of 2B."""
+        as one batch of 2B. With `restrict_head` only the masked positions get logits, over their modality's
+        ids (-inf elsewhere: the sampler reads nothing else)."""
         masked_fraction = (x_t == self.layout.mask_id).sum(-1).float() / generate.sum(-1).clamp_min(1).float()
         # tell the denoiser the noise level at which its training would have produced this masked fraction
         t = self.noise_schedule.t_for_mask_probability(masked_fraction.clamp(0, 1))
         autocast = self.device.type == "cuda"
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=autocast):
+            need = x_t == self.layout.mask_id
+            if self.restrict_head and need.any():
+                from medim.fast import restricted_logits
+
+                inputs = (
+                    torch.cat([x_t, unconditional_input(x_t, generate, self.layout)]) if guidance > 0 else x_t
+                )
+                times = torch.cat([t, t]) if guidance > 0 else t
+                return restricted_logits(self.model, self.model.hidden_states(inputs, times), need, guidance)
             if guidance > 0:
                 uncond = unconditional_input(x_t, generate, self.layout)
                 logits = self.model(torch.cat([x_t, uncond]), torch.cat([t, t]))
@@ -309,9 +321,16 @@ class MeDiMPipeline:
         sampler_config: SamplerConfig | None = None,
         seed: int | None = None,
         decode_images: bool = True,
+        sampler: MaskGITSampler | None = None,
+        denoiser=None,
     ) -> Iterator[StepState]:
-        """Run MaskGIT from x_init [B, L] (already masked at `generate` [B, L]), yielding a StepState per step."""
+        """Run MaskGIT from x_init [B, L] (already masked at `generate` [B, L]), yielding a StepState per step.
+
+        `sampler` (default a MaskGITSampler for `sampler_config`) and `denoiser` (`(x_t, generate, guidance)
+        -> logits [B, L, V]`, default `denoise_logits`) let medim.fast plug in its opt-in speedups.
+        """
         config = sampler_config or self.sampler_config
+        denoiser = denoiser or self.denoise_logits
         device = self.device
         x = x_init.to(device)
         generate = generate.to(device).expand_as(x)
@@ -319,13 +338,13 @@ class MeDiMPipeline:
             raise ValueError("nothing to generate: no position is masked")
         generator = torch.Generator(device=device)
         generator.manual_seed(int(seed if seed is not None else 0))
-        sampler = MaskGITSampler(self.layout, config)
+        sampler = sampler or MaskGITSampler(self.layout, config)
         sampler.set_timesteps(config.steps)
         initial_masked = (x == self.layout.mask_id).sum(-1)
         committed_at = torch.where(x == self.layout.mask_id, -1, 0).to(device)
         confidence = torch.full(x.shape, float("nan"), device=device)
         for step in range(config.steps):
-            logits = self.denoise_logits(x, generate, guidance_scale_at(step, config.steps, config))
+            logits = denoiser(x, generate, guidance_scale_at(step, config.steps, config))
             out = sampler.step(logits, x, step, initial_masked, generator)
             x = out.tokens
             committed_at = torch.where(out.committed, step + 1, committed_at)

@@ -101,6 +101,17 @@ def filter_top_k_top_p(logits: torch.Tensor, top_k: int | None, top_p: float | N
     return logits
 
 
+def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw per row of probs [..., V] -> ids [...], by inverse CDF on a float64 cumulative sum.
+
+    Same distribution as torch.multinomial(probs, 1), which on CPU draws V exponentials per row and costs more
+    than a small model's whole denoising pass; ids with probability 0 are never drawn.
+    """
+    cdf = probs.double().cumsum(-1)
+    u = torch.rand((*cdf.shape[:-1], 1), generator=generator, dtype=cdf.dtype, device=cdf.device)
+    return torch.searchsorted(cdf, u * cdf[..., -1:], right=True).squeeze(-1).clamp_max(probs.shape[-1] - 1)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The sampler
 # ---------------------------------------------------------------------------------------------------------
@@ -136,6 +147,17 @@ class MaskGITSampler:
         ratio = mask_ratio((step_index + 1) / self.steps, self.config.schedule)
         return torch.floor(initial_masked.float() * ratio).long()
 
+    def commit_counts(
+        self, step_index: int, initial_masked: torch.Tensor, masked: torch.Tensor, confidence: torch.Tensor
+    ) -> torch.Tensor:
+        """How many masked positions [B] to commit at this step: what the unmasking schedule leaves, and at
+        least one while masks remain. masked [B, L] bool, confidence [B, L] (used by adaptive subclasses)."""
+        remaining = masked.sum(-1)
+        keep_masked = torch.minimum(self.masks_after(step_index, initial_masked), remaining)
+        # always make progress while masks remain
+        keep_masked = torch.where((keep_masked >= remaining) & (remaining > 0), remaining - 1, keep_masked)
+        return remaining - keep_masked
+
     def allowed_mask(self, device) -> torch.Tensor:
         """BoolTensor [L, V]: ids each position may take (its modality's slice; never [MASK])."""
         return self.layout.allowed_tokens.to(device)[self.layout.position_modality.to(device)]
@@ -155,24 +177,27 @@ class MaskGITSampler:
         """
         cfg = self.config
         masked = x_t == self.layout.mask_id
-        logits = torch.nan_to_num(logits.float(), nan=float("-inf"), posinf=1e4, neginf=float("-inf"))
-        allowed = self.allowed_mask(logits.device)[None].expand_as(logits)
-        logits = logits.masked_fill(~allowed, float("-inf"))
+        # only masked positions are sampled (the others keep their token): [M, V] rows instead of [B, L, V]
+        rows = masked.nonzero(as_tuple=True)
+        picked = torch.nan_to_num(logits[rows].float(), nan=float("-inf"), posinf=1e4, neginf=float("-inf"))
+        allowed = self.allowed_mask(logits.device)[rows[1]]
+        picked = picked.masked_fill(~allowed, float("-inf"))
         # a masked position whose allowed logits are all -inf (e.g. all NaN) falls back to a uniform choice over
-        # its slice; positions that are not masked (specials included) get harmless zeros and are never used
-        dead = torch.isinf(logits).all(-1, keepdim=True)
-        fallback = torch.where(masked[..., None], allowed, torch.ones_like(allowed))
-        logits = torch.where(dead & fallback, torch.zeros_like(logits), logits)
+        # its slice
+        dead = torch.isinf(picked).all(-1, keepdim=True)
+        picked = torch.where(dead & allowed, torch.zeros_like(picked), picked)
 
         if cfg.temperature > 0:
-            scaled = filter_top_k_top_p(logits / cfg.temperature, cfg.top_k, cfg.top_p)
+            scaled = filter_top_k_top_p(picked / cfg.temperature, cfg.top_k, cfg.top_p)
             probs = torch.softmax(scaled, dim=-1)
-            flat = probs.view(-1, probs.shape[-1])
-            sampled = torch.multinomial(flat, 1, generator=generator).view(x_t.shape)
+            picked_ids = sample_categorical(probs, generator)
         else:
-            probs = torch.softmax(logits, dim=-1)
-            sampled = logits.argmax(-1)
-        confidence = probs.gather(-1, sampled[..., None]).squeeze(-1)
+            probs = torch.softmax(picked, dim=-1)
+            picked_ids = picked.argmax(-1)
+        sampled = x_t.clone()
+        sampled[rows] = picked_ids
+        confidence = torch.full(x_t.shape, float("nan"), device=x_t.device)
+        confidence[rows] = probs.gather(-1, picked_ids[:, None]).squeeze(-1)
 
         # rank masked positions by log-confidence plus annealed Gumbel noise (MaskGIT's choice temperature)
         score = torch.log(confidence.clamp_min(1e-30))
@@ -182,17 +207,11 @@ class MaskGITSampler:
             score = score + noise_scale * -torch.log(-torch.log(u))
         score = score.masked_fill(~masked, float("-inf"))
 
-        remaining = masked.sum(-1)
-        keep_masked = torch.minimum(self.masks_after(step_index, initial_masked), remaining)
-        # always make progress while masks remain
-        keep_masked = torch.where((keep_masked >= remaining) & (remaining > 0), remaining - 1, keep_masked)
-        to_commit = remaining - keep_masked
+        to_commit = self.commit_counts(step_index, initial_masked, masked, confidence)
         order = score.argsort(dim=-1, descending=True)
         rank = torch.empty_like(order).scatter_(
             -1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order).contiguous()
         )
         commit = (rank < to_commit[:, None]) & masked
         tokens = torch.where(commit, sampled, x_t)
-        predicted = torch.where(masked, sampled, x_t)
-        confidence = torch.where(masked, confidence, torch.full_like(confidence, float("nan")))
-        return StepOutput(tokens=tokens, predicted=predicted, confidence=confidence, committed=commit)
+        return StepOutput(tokens=tokens, predicted=sampled, confidence=confidence, committed=commit)

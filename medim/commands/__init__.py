@@ -9,4 +9,6 @@ COMMANDS = {
     "info": "medim.commands.info",
     "init-random": "medim.commands.init_random",
     "convert-official": "medim.commands.convert_official",
+    "evaluate": "medim.commands.evaluate",
+    "synthesize": "medim.commands.synthesize",
 }

@@ -1,0 +1,253 @@
+"""Component ablations (the paper's Table 4): retrain the small default configuration with each switch flipped.
+
+    python -m benchmarks.ablations [--config demo-cpu] [--max-steps 600 | --max-minutes 20] [--seed 0]
+                                   [--variants baseline,causal,no-timestep,additive] [--eval-limit 200]
+                                   [--work-dir runs/ablations] [--judge assets/judge] [--dry-run]
+
+Every variant is trained by the training package (`python -m train all --config CFG key=value ...`) under the
+same budget and seed on the same synthetic corpus (``data.root`` shared), and all variants after the baseline
+reuse the baseline's text and VQ tokenizers (``tokenizer.path`` / ``vq.path``), so only the denoiser differs:
+
+- ``baseline``     MeDiM: bidirectional attention, timestep AdaLN;
+- ``causal``       ``model.causal_attention=true`` (the backbone's causal mask kept);
+- ``no-timestep``  ``model.timestep_conditioning=off`` (no timestep embedding, plain LayerNorm);
+- ``additive``     ``model.timestep_conditioning=additive`` (timestep embedding added to the tokens, no AdaLN).
+
+Each checkpoint is then evaluated the same way (`python -m medim evaluate`, report→image and image→report on the
+first ``eval-limit`` test pairs, same sampler settings and seed) and the Table-4-style comparison is written to
+benchmarks/results/ablations.md (means over the two domains, as the paper's mB-1 ... mFID). A steps budget
+(``--max-steps``) gives every variant the same number of updates; a minutes budget is only fair on an otherwise
+idle machine. A variant whose training or evaluation fails is reported as such; the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results" / "ablations.md"
+
+VARIANTS = {
+    "baseline": ("MeDiM (bidirectional, timestep AdaLN)", []),
+    "causal": ("w/ causal mask", ["model.causal_attention=true"]),
+    "no-timestep": ("w/o timestep embedding", ["model.timestep_conditioning=off"]),
+    "additive": ("w/o AdaLN (additive timestep)", ["model.timestep_conditioning=additive"]),
+}
+
+# (column title, path in metrics.json under a domain's entry, digits); averaged over domains
+REPORT_COLUMNS = [
+    ("mB-1 ↑", ("image2report", "text", "coco_bleu_1"), 3),
+    ("mB-2 ↑", ("image2report", "text", "coco_bleu_2"), 3),
+    ("mB-3 ↑", ("image2report", "text", "coco_bleu_3"), 3),
+    ("mMTR ↑", ("image2report", "text", "coco_meteor"), 3),
+    ("mR-L ↑", ("image2report", "text", "coco_rouge_l"), 3),
+    ("mCE-F1 ↑", ("image2report", "ce", "f1_micro"), 3),
+]
+IMAGE_COLUMNS = [
+    ("mFID ↓", ("report2image", "fid", "value"), 2),
+    ("mIS ↑", ("report2image", "is", "mean"), 2),
+    ("m domain FD ↓", ("report2image", "domain_fd", "value"), 2),
+    ("m judge F1 ↑", ("report2image", "consistency", "f1_micro"), 3),
+]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="demo-cpu", help="training preset or YAML file")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--max-steps", type=int, help="optimizer steps per variant (the fair budget)")
+    budget.add_argument("--max-minutes", type=float, help="wall-clock minutes per variant")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}"
+    )
+    parser.add_argument("--work-dir", default=str(REPO / "runs" / "ablations"))
+    parser.add_argument("--eval-limit", type=int, default=200, help="test pairs evaluated per variant")
+    parser.add_argument("--eval-steps", type=int, help="MaskGIT steps for evaluation (default: checkpoint's)")
+    parser.add_argument(
+        "--judge", help="consistency judge (default: assets/judge, else trained on the corpus)"
+    )
+    parser.add_argument("--inception", help="local Inception-v3 file for FID/IS")
+    parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument(
+        "--skip-existing", action="store_true", help="reuse variants already trained/evaluated"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    parser.add_argument(
+        "--override", action="append", default=[], help="extra key=value for every training run"
+    )
+    args = parser.parse_args(argv)
+    names = [name.strip() for name in args.variants.split(",") if name.strip()]
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown or not names:
+        parser.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    args.variants = names
+    return args
+
+
+def training_command(args, name: str, work: Path) -> list[str]:
+    """`python -m train all ...` for one variant (baseline tokenizers reused by the others)."""
+    overrides = [f"output_dir={work / name}", f"seed={args.seed}", f"data.root={work / 'corpus'}"]
+    if args.max_steps:
+        overrides.append(f"optim.max_steps={args.max_steps}")
+    if args.max_minutes:
+        overrides.append(f"optim.max_minutes={args.max_minutes}")
+    if name != "baseline" and "baseline" in args.variants:
+        overrides += [
+            f"tokenizer.path={work / 'baseline' / 'text_tokenizer'}",
+            f"vq.path={work / 'baseline' / 'image_tokenizer'}",
+        ]
+    overrides += VARIANTS[name][1] + list(args.override)
+    return [sys.executable, "-m", "train", "all", "--config", args.config, *overrides]
+
+
+def evaluation_command(args, name: str, work: Path, judge: Path | None) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "medim",
+        "evaluate",
+        "--checkpoint",
+        str(work / name / "medim"),
+        "--data",
+        str(work / "corpus"),
+        "--split",
+        "test",
+        "--tasks",
+        "report2image,image2report",
+        "--limit",
+        str(args.eval_limit),
+        "--seed",
+        str(args.seed),
+        "--out",
+        str(work / name / "eval"),
+        "--no-progress",
+    ]
+    if judge is not None:
+        command += ["--judge", str(judge)]
+    if args.inception:
+        command += ["--inception", args.inception]
+    if args.eval_steps:
+        command += ["--steps", str(args.eval_steps)]
+    return command
+
+
+def judge_command(work: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "medim.metrics.judge",
+        "train",
+        "--corpus",
+        str(work / "corpus"),
+        "--out",
+        str(work / "judge"),
+    ]
+
+
+def _run(command: list[str], dry_run: bool) -> bool:
+    print("$ " + shlex.join(command), flush=True)
+    if dry_run:
+        return True
+    return subprocess.run(command, cwd=REPO).returncode == 0
+
+
+def _value(metrics: dict, path: tuple[str, ...]) -> float | None:
+    """Mean over domains of metrics[task]["per_domain"][domain][...path]; None when any domain lacks it."""
+    task, *keys = path
+    values = []
+    for entry in metrics.get(task, {}).get("per_domain", {}).values():
+        for key in keys:
+            entry = entry.get(key) if isinstance(entry, dict) else None
+        if not isinstance(entry, int | float):
+            return None
+        values.append(float(entry))
+    return sum(values) / len(values) if values else None
+
+
+def comparison_table(rows: list[tuple[str, dict | None, str]]) -> str:
+    """Markdown table: one row per (label, metrics or None, status)."""
+    columns = REPORT_COLUMNS + IMAGE_COLUMNS
+    lines = [
+        "| Settings | " + " | ".join(title for title, _, _ in columns) + " | training | status |",
+        "|" + "---|" * (len(columns) + 3),
+    ]
+    for label, metrics, status in rows:
+        cells = []
+        for _, path, digits in columns:
+            value = _value(metrics, path) if metrics else None
+            cells.append("—" if value is None else f"{value:.{digits}f}")
+        training = (metrics or {}).get("training", {})
+        steps = training.get("steps")
+        train_cell = f"{steps} steps, {training.get('wall_minutes')} min" if steps is not None else "—"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {train_cell} | {status} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    work = Path(args.work_dir).resolve()
+    if not args.max_steps and not args.max_minutes:
+        print("note: no --max-steps/--max-minutes: every variant uses the preset's own budget")
+    judge = Path(args.judge) if args.judge else (REPO / "assets" / "judge")
+    rows = []
+    for name in args.variants:
+        label = VARIANTS[name][0]
+        export = work / name / "medim"
+        metrics_path = work / name / "eval" / "metrics.json"
+        if not (args.skip_existing and (export / "medim_config.json").is_file()):
+            if not _run(training_command(args, name, work), args.dry_run):
+                rows.append((label, None, "training failed"))
+                continue
+        if name == args.variants[0] and not (judge / "judge.json").is_file():
+            judge = work / "judge"  # no bundled judge: train one on the shared corpus (minutes)
+            if not (judge / "judge.json").is_file() and not _run(judge_command(work), args.dry_run):
+                judge = None
+        if not (args.skip_existing and metrics_path.is_file()):
+            if not _run(evaluation_command(args, name, work, judge), args.dry_run):
+                rows.append((label, None, "evaluation failed"))
+                continue
+        if args.dry_run:
+            continue
+        metrics = json.loads(metrics_path.read_text())
+        info_path = export / "checkpoint_info.json"
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        metrics["training"] = {"steps": info.get("steps"), "wall_minutes": info.get("wall_minutes")}
+        rows.append((label, metrics, "ok"))
+    if args.dry_run:
+        return 0
+    budget = (
+        f"{args.max_steps} steps"
+        if args.max_steps
+        else (f"{args.max_minutes} minutes" if args.max_minutes else "the preset's budget")
+    )
+    text = "\n".join(
+        [
+            "# Ablations (Table 4 style)",
+            "",
+            f"Preset `{args.config}`, seed {args.seed}, budget {budget} per variant, shared corpus `{work / 'corpus'}`; "
+            f"evaluated on the first {args.eval_limit} test pairs (report→image, image→report). Report metrics are "
+            "corpus-level (pycocoevalcap); m = mean over the chest X-ray and pathology domains. Domain FD and judge F1 "
+            f"use the consistency judge `{judge}`; FID/IS need a local Inception-v3 (— when absent).",
+            "",
+            comparison_table(rows),
+            "",
+            "Command: `"
+            + shlex.join(["python", "-m", "benchmarks.ablations", *(argv or sys.argv[1:])])
+            + "`",
+            "",
+        ]
+    )
+    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.results).write_text(text)
+    print(f"wrote {args.results}")
+    return 0 if all(status == "ok" for _, _, status in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

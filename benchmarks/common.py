@@ -1,0 +1,222 @@
+"""Shared benchmark plumbing: machine description, timing, the test examples, quality metrics, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+EXAMPLES = REPO / "assets" / "examples"
+DEFAULT_CHECKPOINT = REPO / "assets" / "default"
+DEFAULT_JUDGE = REPO / "assets" / "judge"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Machine and timing
+# ---------------------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    """The CPU's model name from lscpu (or platform's guess)."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in text.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def busy_processes(threshold: float = 20.0) -> list[str]:
+    """Other processes using more than `threshold` % CPU right now (a benchmark is only honest on a quiet box)."""
+    try:
+        import psutil
+    except ImportError:
+        return []
+    procs = list(psutil.process_iter(["pid", "name", "cmdline"]))
+    for proc in procs:
+        try:
+            proc.cpu_percent(None)
+        except psutil.Error:
+            pass
+    time.sleep(0.5)
+    busy = []
+    for proc in procs:
+        try:
+            if proc.pid != os.getpid() and proc.cpu_percent(None) > threshold:
+                busy.append(" ".join(proc.info["cmdline"] or [proc.info["name"]])[:80])
+        except psutil.Error:
+            pass
+    return busy
+
+
+def machine_description() -> dict[str, str]:
+    """What the numbers were measured on."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    busy = busy_processes()
+    return {
+        "cpu": cpu_model(),
+        "cores": str(cores),
+        "torch": torch.__version__,
+        "torch threads": str(torch.get_num_threads()),
+        "python": platform.python_version(),
+        "load average (1 min)": f"{os.getloadavg()[0]:.2f}",
+        "other busy processes": "; ".join(busy) if busy else "none",
+        "date (UTC)": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    }
+
+
+@dataclass
+class Timing:
+    """Seconds of `runs` timed calls (warm-up excluded)."""
+
+    seconds: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def spread(self) -> float:
+        """Interquartile-ish spread: (max - min) / median."""
+        return (max(self.seconds) - min(self.seconds)) / self.median if self.median else 0.0
+
+
+def measure(fn: Callable[[], object], runs: int = 5, warmup: int = 1) -> Timing:
+    """Median-ready wall-clock timings of fn() (warm-up calls excluded)."""
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    for _ in range(warmup):
+        fn()
+    seconds = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+    return Timing(seconds)
+
+
+def gemm_gflops(size: int = 1024, runs: int = 5) -> float:
+    """Measured fp32 matmul throughput (GFLOP/s) of one [size, size] @ [size, size] GEMM, median of runs."""
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    timing = measure(lambda: torch.mm(a, b), runs=runs, warmup=2)
+    return 2 * size**3 / timing.median / 1e9
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Inputs and quality
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Example:
+    id: str
+    image: Image.Image
+    report: str
+    domain: str
+
+
+def load_examples(limit: int | None = None, root: Path = EXAMPLES, split: str = "test") -> list[Example]:
+    """The shipped test split (assets/examples/test), chest and pathology interleaved, first `limit`."""
+    manifest = root / split / "metadata.jsonl"
+    if not manifest.is_file():
+        raise ValueError(f"no example split at {manifest}")
+    records = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    by_domain: dict[str, list[dict]] = {}
+    for record in records:
+        by_domain.setdefault(record["domain"], []).append(record)
+    ordered = [r for group in zip(*by_domain.values()) for r in group]
+    ordered += [r for r in records if r not in ordered]
+    out = []
+    for record in ordered[:limit]:
+        image = Image.open(root / split / record["image"]).convert("RGB")
+        out.append(Example(record["id"], image, record["report"], record["domain"]))
+    return out
+
+
+def ce_f1(generated: Sequence[str], references: Sequence[str], domains: Sequence[str]) -> float:
+    """Clinical-efficacy micro F1 of generated vs reference reports (rule-based labeler), pooled over
+    domains weighted by their number of reports."""
+    from medim.metrics.clinical import report_clinical_efficacy
+
+    total, weighted = 0, 0.0
+    for domain in sorted(set(domains)):
+        rows = [i for i, d in enumerate(domains) if d == domain]
+        scores = report_clinical_efficacy([generated[i] for i in rows], [references[i] for i in rows], domain)
+        weighted += scores["f1_micro"] * len(rows)
+        total += len(rows)
+    return weighted / total
+
+
+def load_judge(path: Path | None = DEFAULT_JUDGE):
+    """The consistency judge when one is available (None otherwise)."""
+    if path is None or not Path(path).is_dir():
+        return None
+    from medim.metrics.judge import ConsistencyJudge
+
+    return ConsistencyJudge.load(path)
+
+
+def judge_f1(judge, images: Sequence[Image.Image], reports: Sequence[str], domains: Sequence[str]) -> float:
+    """Judge-vs-report finding F1 (micro, pooled) of image–report pairs."""
+    from medim.metrics.consistency import judge_consistency
+
+    return judge_consistency(judge, list(images), list(reports), domains=list(domains))["overall"]["f1_micro"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------------------------------------
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def command_line() -> str:
+    module = Path(sys.argv[0]).with_suffix("").relative_to(REPO) if Path(sys.argv[0]).is_absolute() else None
+    name = ".".join(module.parts) if module else sys.argv[0]
+    return f"python -m {name} " + " ".join(sys.argv[1:])
+
+
+def write_result(
+    name: str, title: str, sections: Sequence[str], machine: dict[str, str], out: Path | None = None
+) -> Path:
+    """Write benchmarks/results/<name>.md (or `out`) with the machine, the command and the sections."""
+    path = Path(out) if out else RESULTS / f"{name}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {title}", "", f"Command: `{command_line().strip()}`", ""]
+    lines += [f"- {key}: {value}" for key, value in machine.items()]
+    lines.append("")
+    for section in sections:
+        lines += [section, ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def pinned_threads(threads: int) -> int:
+    """Pin torch's intra-op threads for a benchmark (the issue's setting: 2 on this host)."""
+    from medim.fast import configure_cpu_threads
+
+    return configure_cpu_threads(threads)
