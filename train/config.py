@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,24 @@ def _build(cls, values: dict[str, Any], where: str):
     return cls(**kwargs)
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML with YAML 1.2's booleans: only true/false are booleans, so a value such as
+    ``model.timestep_conditioning=off`` stays the string "off" instead of becoming False (YAML 1.1)."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_ConfigLoader)  # safe: _ConfigLoader is a SafeLoader
+
+
 def _set_dotted(tree: dict[str, Any], dotted: str, raw: str) -> None:
     keys = dotted.split(".")
     node = tree
@@ -185,7 +204,7 @@ def _set_dotted(tree: dict[str, Any], dotted: str, raw: str) -> None:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise ValueError(f"override {dotted!r}: {key!r} is not a section")
-    value = yaml.safe_load(raw)
+    value = _yaml_load(raw)
     if isinstance(value, str):
         try:  # YAML 1.1 reads "3e-4" as a string
             value = float(value)
@@ -199,7 +218,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     tree: dict[str, Any] = {}
     if path is not None:
         path = resolve_preset(path)
-        tree = yaml.safe_load(Path(path).read_text()) or {}
+        tree = _yaml_load(Path(path).read_text()) or {}
     for item in overrides or []:
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like key.sub=value")

@@ -64,9 +64,14 @@ class JudgeConfig:
     image_size: int = 64
     widths: tuple[int, ...] = (16, 32, 64, 128)
     embed_dim: int = 64
+    # "mean": global average pooling of the last feature map; "flatten": the whole map, so where a finding lies
+    # (left/right, heart width against the thorax) reaches the head. Judges saved before "flatten" read as "mean".
+    pooling: str = "mean"
 
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
+        if self.pooling not in ("mean", "flatten"):
+            raise ValueError(f"pooling must be 'mean' or 'flatten', got {self.pooling!r}")
         if not self.findings or not all(isinstance(v, list | tuple) and v for v in self.findings.values()):
             raise ValueError(
                 f"findings must map each domain to a non-empty list of names, got {self.findings!r}"
@@ -101,7 +106,8 @@ def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
 class FindingJudgeNet(nn.Module):
     """CNN: pixels [B, 3, S, S] in [-1, 1] -> (finding logits [B, F], domain logits [B, D]); ``embed`` gives the
     penultimate features [B, E]. Every stage halves the resolution (a 3x3 stride-2 stem still sees each pixel, so
-    2-3 px nodules survive; a full-resolution stem costs 3-4x the training time), then global average pooling."""
+    2-3 px nodules survive; a full-resolution stem costs 3-4x the training time), then the last map is pooled
+    (``config.pooling``) into the embedding."""
 
     def __init__(self, config: JudgeConfig):
         super().__init__()
@@ -110,12 +116,17 @@ class FindingJudgeNet(nn.Module):
         for c_in, c_out in zip(config.widths, config.widths[1:]):
             layers += [_block(c_in, c_out, 2), _block(c_out, c_out, 1)]
         self.body = nn.Sequential(*layers)
-        self.embedding = nn.Sequential(nn.Linear(config.widths[-1], config.embed_dim), nn.ReLU(inplace=True))
+        cells = (config.image_size // 2 ** len(config.widths)) ** 2 if config.pooling == "flatten" else 1
+        self.embedding = nn.Sequential(
+            nn.Linear(config.widths[-1] * cells, config.embed_dim), nn.ReLU(inplace=True)
+        )
         self.findings_head = nn.Linear(config.embed_dim, len(config.output_names))
         self.domain_head = nn.Linear(config.embed_dim, len(config.domains))
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.embedding(self.body(pixels).mean(dim=(2, 3)))
+        features = self.body(pixels)
+        pooled = features.flatten(1) if self.config.pooling == "flatten" else features.mean(dim=(2, 3))
+        return self.embedding(pooled)
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.embed(pixels)
@@ -413,17 +424,18 @@ def train_judge(
     corpus: str | Path,
     *,
     image_size: int = 64,
-    epochs: int = 8,
+    epochs: int = 12,
     batch_size: int = 64,
     lr: float = 3e-3,
     weight_decay: float = 1e-4,
-    max_minutes: float | None = 5.0,
+    max_minutes: float | None = 30.0,
     seed: int = 0,
     train_split: str = "train",
     heldout_split: str | None = "val",
     limit: int | None = None,
     widths: Sequence[int] = (16, 32, 64, 128),
     embed_dim: int = 64,
+    pooling: str = "flatten",
     progress: bool = True,
 ) -> ConsistencyJudge:
     """Train a judge on ``<corpus>/<train_split>`` and evaluate it on ``<corpus>/<heldout_split>``.
@@ -443,7 +455,9 @@ def train_judge(
     space = _finding_space(ManifestDataset(_split_manifest(corpus, train_split)))
     if not space:
         raise ValueError(f"{corpus}/{train_split}: no finding labels to learn")
-    config = JudgeConfig(findings=space, image_size=image_size, widths=tuple(widths), embed_dim=embed_dim)
+    config = JudgeConfig(
+        findings=space, image_size=image_size, widths=tuple(widths), embed_dim=embed_dim, pooling=pooling
+    )
     train = load_labelled_split(corpus, train_split, config, limit=limit, progress=progress)
     network = FindingJudgeNet(config)
     steps_per_epoch = math.ceil(len(train.pixels) / batch_size)
@@ -543,11 +557,14 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--corpus", required=True, help="corpus root with train/ and val/ splits")
     train.add_argument("--out", required=True, help="output directory (judge.safetensors + judge.json)")
     train.add_argument("--image-size", type=int, default=64)
-    train.add_argument("--epochs", type=int, default=8)
+    train.add_argument("--epochs", type=int, default=12)
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--lr", type=float, default=3e-3)
-    train.add_argument("--max-minutes", type=float, default=5.0, help="wall-clock budget (default 5)")
+    train.add_argument("--max-minutes", type=float, default=30.0, help="wall-clock budget (default 30)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--pooling", choices=["flatten", "mean"], default="flatten", help="last feature map -> embedding"
+    )
     train.add_argument("--heldout-split", default="val")
     train.add_argument("--limit", type=int, help="use only the first N images of each split")
     train.add_argument("--threads", type=int)
@@ -573,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
                 heldout_split=args.heldout_split,
                 limit=args.limit,
+                pooling=args.pooling,
             )
             root = judge.save(args.out)
             training = judge.record["training"]

@@ -118,3 +118,13 @@ def test_bad_config_is_a_clear_error(capsys):
     assert main(["medim", "--config", "tiny", "optim.lr=-1"]) == 2
     assert "lr=-1" in capsys.readouterr().err
     assert main(["medim", "--config", "no-such-preset"]) == 2
+
+
+def test_word_values_stay_strings_in_overrides_and_files(tmp_path):
+    # YAML 1.1 would read `off` as False; the ablation switch `timestep_conditioning=off` must stay a choice
+    config = load_config("tiny", ["model.timestep_conditioning=off", "model.causal_attention=true"])
+    assert config.model.timestep_conditioning == "off" and config.model.causal_attention is True
+    path = tmp_path / "ablation.yaml"
+    path.write_text("model:\n  timestep_conditioning: off\n  causal_attention: false\n")
+    from_file = load_config(path)
+    assert from_file.model.timestep_conditioning == "off" and from_file.model.causal_attention is False
