@@ -60,6 +60,31 @@ def test_bad_config_is_rejected():
         JudgeConfig(findings={"chest_xray": ["A"]}, image_size=40, widths=(8, 16, 32, 64))
     with pytest.raises(ValueError, match="non-empty"):
         JudgeConfig(findings={"chest_xray": []})
+    with pytest.raises(ValueError, match="pooling"):
+        JudgeConfig(findings={"chest_xray": ["A"]}, pooling="max")
+
+
+def test_flatten_pooling_sees_where_a_feature_is_and_old_configs_read_as_mean():
+    import torch
+
+    from medim.metrics.judge import FindingJudgeNet
+
+    torch.manual_seed(0)
+    config = dict(findings={"chest_xray": ["A"]}, image_size=48, widths=(4, 8), embed_dim=8)
+    # the same blob, moved by 8 px (a multiple of the network's total stride, 4) well inside the image:
+    # convolutions are translation-equivariant there, so only where it lies differs between the two images
+    left, right = torch.zeros(1, 3, 48, 48), torch.zeros(1, 3, 48, 48)
+    left[..., 20:24, 16:20] = 1.0
+    right[..., 20:24, 24:28] = 1.0
+    embeddings = {}
+    for pooling in ("mean", "flatten"):
+        network = FindingJudgeNet(JudgeConfig(**config, pooling=pooling)).eval()
+        with torch.no_grad():
+            embeddings[pooling] = network.embed(torch.cat([left, right]))
+    assert network.embedding[0].in_features == 8 * (48 // 4) ** 2  # the whole 12x12 map of 8 channels
+    torch.testing.assert_close(embeddings["mean"][0], embeddings["mean"][1])  # position pooled away
+    assert (embeddings["flatten"][0] - embeddings["flatten"][1]).abs().max() > 1e-3
+    assert JudgeConfig(findings={"chest_xray": ["A"]}).pooling == "mean"  # what judge.json without it meant
 
 
 class ScriptedJudge:
