@@ -174,8 +174,10 @@ def comparison_table(rows: list[tuple[str, dict | None, str]]) -> str:
     """Markdown table: one row per (label, metrics or None, status)."""
     columns = REPORT_COLUMNS + IMAGE_COLUMNS
     lines = [
-        "| Settings | " + " | ".join(title for title, _, _ in columns) + " | training | status |",
-        "|" + "---|" * (len(columns) + 3),
+        "| Settings | "
+        + " | ".join(title for title, _, _ in columns)
+        + " | val loss ↓ (image / report NLL) | training | status |",
+        "|" + "---|" * (len(columns) + 4),
     ]
     for label, metrics, status in rows:
         cells = []
@@ -185,7 +187,13 @@ def comparison_table(rows: list[tuple[str, dict | None, str]]) -> str:
         training = (metrics or {}).get("training", {})
         steps = training.get("steps")
         train_cell = f"{steps} steps, {training.get('wall_minutes')} min" if steps is not None else "—"
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {train_cell} | {status} |")
+        val = training.get("final_val") or {}
+        val_cell = (
+            f"{val['val_loss']:.3f} ({val['val_nll_image']:.2f} / {val['val_nll_text']:.2f})"
+            if {"val_loss", "val_nll_image", "val_nll_text"} <= set(val)
+            else "—"
+        )
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {val_cell} | {train_cell} | {status} |")
     return "\n".join(lines)
 
 
@@ -217,7 +225,11 @@ def main(argv=None) -> int:
         metrics = json.loads(metrics_path.read_text())
         info_path = export / "checkpoint_info.json"
         info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-        metrics["training"] = {"steps": info.get("steps"), "wall_minutes": info.get("wall_minutes")}
+        metrics["training"] = {
+            "steps": info.get("steps"),
+            "wall_minutes": info.get("wall_minutes"),
+            "final_val": info.get("final_val"),
+        }
         rows.append((label, metrics, "ok"))
     if args.dry_run:
         return 0
@@ -233,7 +245,9 @@ def main(argv=None) -> int:
             f"Preset `{args.config}`, seed {args.seed}, budget {budget} per variant, shared corpus `{work / 'corpus'}`; "
             f"evaluated on the first {args.eval_limit} test pairs (report→image, image→report). Report metrics are "
             "corpus-level (pycocoevalcap); m = mean over the chest X-ray and pathology domains. Domain FD and judge F1 "
-            f"use the consistency judge `{judge}`; FID/IS need a local Inception-v3 (— when absent).",
+            f"use the consistency judge `{judge}`; FID/IS need a local Inception-v3 (— when absent). "
+            "Validation loss is the eq. 6 loss of the EMA weights at the end of training (NLL in nats per masked "
+            "token); training minutes are wall-clock and depend on what else the machine was doing.",
             "",
             comparison_table(rows),
             "",

@@ -335,7 +335,7 @@ class Evaluator:
         }
 
     def image2report(self) -> dict:
-        from medim.metrics.clinical import clinical_efficacy, domain_findings
+        from medim.metrics.clinical import chance_clinical_efficacy, clinical_efficacy, domain_findings
         from medim.metrics.text import report_metrics
 
         started = time.perf_counter()
@@ -361,6 +361,9 @@ class Evaluator:
                 "n": len(rows),
                 "text": report_metrics(hypotheses, references, families=self.settings.text_metrics),
                 "ce": clinical_efficacy(generated_labels, reference_labels, findings),
+                "ce_chance": chance_clinical_efficacy(reference_labels, findings, seed=self.settings.seed)
+                if len(rows) > 1
+                else None,
                 "consistency": consistency.get(domain, {}),
             }
             truth = [self.records[i].labels for i in rows]

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 __all__ = [
+    "chance_clinical_efficacy",
     "clinical_efficacy",
     "domain_findings",
     "labels_to_matrix",
@@ -97,9 +98,15 @@ def _scores(predicted: np.ndarray, truth: np.ndarray, findings: Sequence[str]) -
     from sklearn.metrics import precision_recall_fscore_support
 
     result: dict = {"n": int(truth.shape[0])}
+    if truth.shape[1] == 1:
+        # scikit-learn reads a one-column indicator matrix as a binary target, whose "micro" average pools
+        # both classes (it becomes accuracy): score the positive class only, as with several findings
+        y_true, y_pred, labels = truth[:, 0], predicted[:, 0], [1]
+    else:
+        y_true, y_pred, labels = truth, predicted, list(range(truth.shape[1]))
     for average in ("micro", "macro"):
         precision, recall, f1, _ = precision_recall_fscore_support(
-            truth, predicted, average=average, zero_division=0
+            y_true, y_pred, labels=labels, average=average, zero_division=0
         )
         result.update(
             {
@@ -111,7 +118,7 @@ def _scores(predicted: np.ndarray, truth: np.ndarray, findings: Sequence[str]) -
     result["accuracy"] = float((predicted == truth).mean())
     result["exact_match"] = float((predicted == truth).all(axis=1).mean())
     precision, recall, f1, support = precision_recall_fscore_support(
-        truth, predicted, average=None, zero_division=0
+        y_true, y_pred, labels=labels, average=None, zero_division=0
     )
     result["per_finding"] = {
         name: {
@@ -125,6 +132,37 @@ def _scores(predicted: np.ndarray, truth: np.ndarray, findings: Sequence[str]) -
         for i, name in enumerate(findings)
     }
     return result
+
+
+def chance_clinical_efficacy(
+    reference: Sequence[LabelDict],
+    findings: Sequence[str],
+    *,
+    repeats: int = 5,
+    seed: int = 0,
+    uncertain_as: int = 0,
+) -> dict:
+    """The CE a generator gets by ignoring its input: each reference scored against the reference of another,
+    randomly chosen pair of the same set (a seeded permutation, mean over ``repeats`` of them).
+
+    It is the level an image→report model must beat to show it reads the image: a model that writes fluent,
+    realistic reports of the right domain without looking lands here, not at 0.
+
+    Returns ``{"f1_micro", "f1_macro", "precision_micro", "recall_micro", "repeats", "n"}`` (means).
+    """
+    if len(reference) < 2:
+        raise ValueError(f"a chance baseline needs at least 2 label sets, got {len(reference)}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    truth = labels_to_matrix(reference, findings, uncertain_as=uncertain_as)
+    rng = np.random.default_rng(seed)
+    keys = ("f1_micro", "f1_macro", "precision_micro", "recall_micro")
+    sums = dict.fromkeys(keys, 0.0)
+    for _ in range(repeats):
+        scores = _scores(truth[rng.permutation(len(truth))], truth, findings)
+        for key in keys:
+            sums[key] += scores[key]
+    return {**{key: value / repeats for key, value in sums.items()}, "repeats": repeats, "n": len(truth)}
 
 
 def report_clinical_efficacy(

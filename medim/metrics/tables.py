@@ -161,6 +161,9 @@ def _image2report(metrics: dict, samples, records) -> list[str]:
                 _number(ce["recall_micro"]),
                 _number(ce["f1_micro"]),
                 _number(ce["f1_macro"]),
+                _number(_get(entry, "ce_chance", "f1_micro"))
+                + " / "
+                + _number(_get(entry, "ce_chance", "f1_macro")),
                 _number(_get(entry, "ce_vs_labels", "f1_micro")),
                 _number(_get(entry, "consistency", "f1_micro")),
                 _number(_get(entry, "consistency", "agreement")),
@@ -173,12 +176,18 @@ def _image2report(metrics: dict, samples, records) -> list[str]:
             "R (micro)",
             "F1 (micro)",
             "F1 (macro)",
+            "chance F1 (micro / macro)",
             "F1 vs ground-truth labels",
             "judge F1 (input image)",
             "judge agreement",
         ],
         rows,
     ) + [""]
+    lines.append(
+        "Chance: each reference report scored against another reference of the same domain (mean of 5 seeded "
+        "permutations), what a model that writes realistic reports without reading the image would get."
+    )
+    lines.append("")
     lines.append(f"{task['seconds_per_sample']:.3f} s per report (batched).")
     lines.append("")
     if samples and records:

@@ -55,12 +55,16 @@ def test_comparison_table_averages_domains_and_marks_failures():
                 "pathology": {"domain_fd": {"value": 30.0}},
             }
         },
-        "training": {"steps": 300, "wall_minutes": 12.5},
+        "training": {
+            "steps": 300,
+            "wall_minutes": 12.5,
+            "final_val": {"val_loss": 4.2308, "val_nll_image": 6.081, "val_nll_text": 2.294},
+        },
     }
     table = comparison_table([("MeDiM", metrics, "ok"), ("w/ causal mask", None, "training failed")])
     baseline, failed = table.splitlines()[2:]
     cells = [cell.strip() for cell in baseline.split("|")[1:-1]]
     assert cells[1] == "0.300" and cells[6] == "0.500"  # mB-1 and mCE-F1
     assert cells[7] == "—" and cells[9] == "20.00"  # mFID skipped, m domain FD averaged
-    assert cells[-2:] == ["300 steps, 12.5 min", "ok"]
-    assert failed.endswith("| — | training failed |")
+    assert cells[-3:] == ["4.231 (6.08 / 2.29)", "300 steps, 12.5 min", "ok"]
+    assert failed.endswith("| — | — | training failed |")

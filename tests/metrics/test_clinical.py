@@ -2,7 +2,12 @@
 
 import pytest
 
-from medim.metrics.clinical import clinical_efficacy, labels_to_matrix, report_clinical_efficacy
+from medim.metrics.clinical import (
+    chance_clinical_efficacy,
+    clinical_efficacy,
+    labels_to_matrix,
+    report_clinical_efficacy,
+)
 from tests.metrics.fixtures import keyword_labeler
 
 FINDINGS = ("A", "B", "C")
@@ -67,3 +72,29 @@ def test_report_level_ce_reads_both_sides_with_the_labeler():
     )
     assert scores["precision_micro"] == 1.0
     assert scores["recall_micro"] == pytest.approx(1 / 2)
+
+
+def test_chance_level_is_the_prevalence_for_independent_findings():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    # one finding present in 30% of 4000 reports: a label copied from a random other report is right with
+    # probability 0.3 when the finding is present, so chance precision = recall = F1 = 0.3
+    reference = [{"A": int(x)} for x in rng.random(4000) < 0.3]
+    chance = chance_clinical_efficacy(reference, ("A",), repeats=3, seed=1)
+    assert chance["f1_micro"] == pytest.approx(0.3, abs=0.03)
+    assert chance["precision_micro"] == pytest.approx(chance["recall_micro"], abs=1e-9)  # same label counts
+    assert chance["n"] == 4000 and chance["repeats"] == 3
+    same = chance_clinical_efficacy([{"A": 1, "B": 0}] * 5, ("A", "B"))
+    assert same["f1_micro"] == 1.0  # every permutation of identical reports agrees
+    with pytest.raises(ValueError, match="at least 2"):
+        chance_clinical_efficacy([{"A": 1}], ("A",))
+
+
+def test_a_single_finding_is_scored_on_its_positive_class():
+    # one finding: TP 1, FP 1, FN 1, TN 2 -> P = R = F1 = 0.5 (pooling both classes would give accuracy, 0.6)
+    generated = [{"A": 1}, {"A": 1}, {"A": 0}, {"A": 0}, {"A": 0}]
+    reference = [{"A": 1}, {"A": 0}, {"A": 1}, {"A": 0}, {"A": 0}]
+    scores = clinical_efficacy(generated, reference, ("A",))
+    assert scores["f1_micro"] == pytest.approx(0.5) and scores["f1_macro"] == pytest.approx(0.5)
+    assert scores["per_finding"]["A"]["support"] == 2 and scores["per_finding"]["A"]["precision"] == 0.5
