@@ -293,6 +293,28 @@ class Evaluator:
             return {domain: {"skipped": message} for domain in set(domains)}
         return judge_consistency(self.judge, images, reports, domains=domains, labeler=self.labeler)
 
+    def _chance_consistency(self, images, reports, repeats: int = 5) -> dict:
+        """Judge consistency of the images with *another* report of the same domain (seeded permutations within
+        each domain, mean of ``repeats``): the score of images that ignore their report."""
+        if self.judge is None or min(len(rows) for rows in self.groups.values()) < 2:
+            return {}
+        rng = np.random.default_rng(self.settings.seed)
+        keys = ("f1_micro", "agreement", "exact_match")
+        sums = {domain: dict.fromkeys(keys, 0.0) for domain in self.groups}
+        for _ in range(repeats):
+            shuffled = list(reports)
+            for rows in self.groups.values():
+                for row, other in zip(rows, rng.permutation(rows)):
+                    shuffled[row] = reports[other]
+            scores = self._consistency(images, shuffled, self.domains)
+            for domain in self.groups:
+                for key in keys:
+                    sums[domain][key] += scores[domain][key]
+        return {
+            domain: {key: value / repeats for key, value in values.items()} | {"repeats": repeats}
+            for domain, values in sums.items()
+        }
+
     def _sampler(self, **extra) -> dict:
         return {**self.settings.sampler, **extra}
 
@@ -313,6 +335,7 @@ class Evaluator:
         generated = self._uint8(images)
         consistency = self._consistency(images, reports, self.domains)
         reference = self._consistency([r.image for r in self.records], reports, self.domains)
+        chance = self._chance_consistency(images, reports)
         per_domain = {}
         for domain, rows in self.groups.items():
             per_domain[domain] = {
@@ -321,6 +344,7 @@ class Evaluator:
                 **self._inception(generated, rows, domain),
                 "consistency": consistency.get(domain, {}),
                 "reference_consistency": reference.get(domain, {}),
+                "chance_consistency": chance.get(domain),
             }
         if self.samples_dir is not None:
             folder = self.samples_dir / "report2image"

@@ -81,6 +81,18 @@ def _report2image(metrics: dict) -> list[str]:
                 _number(_get(entry, "reference_consistency", "exact_match")),
             ],
         ]
+        if entry.get("chance_consistency"):
+            rows.append(
+                [
+                    "Generated images vs another report of the domain (chance)",
+                    "—",
+                    "—",
+                    "—",
+                    _number(_get(entry, "chance_consistency", "f1_micro")),
+                    _number(_get(entry, "chance_consistency", "agreement")),
+                    _number(_get(entry, "chance_consistency", "exact_match")),
+                ]
+            )
         lines += _table(header, rows) + [""]
     lines.append(f"{task['seconds_per_sample']:.3f} s per image (batched). " + _extractor_note(metrics))
     return lines + [""]
