@@ -67,35 +67,24 @@ def _report2image(metrics: dict) -> list[str]:
                 _number(entry.get("fid"), 2),
                 _number(entry.get("is"), 2),
                 _number(entry.get("domain_fd"), 2),
-                _number(_get(entry, "consistency", "f1_micro")),
-                _number(_get(entry, "consistency", "agreement")),
-                _number(_get(entry, "consistency", "exact_match")),
+                *_consistency_cells(entry.get("consistency")),
             ],
-            [
-                "Reference images (judge ceiling)",
-                "—",
-                "—",
-                "0 by definition",
-                _number(_get(entry, "reference_consistency", "f1_micro")),
-                _number(_get(entry, "reference_consistency", "agreement")),
-                _number(_get(entry, "reference_consistency", "exact_match")),
-            ],
+            ["Reference images (judge ceiling)", "—", "—", "0 by definition"]
+            + _consistency_cells(entry.get("reference_consistency")),
         ]
         if entry.get("chance_consistency"):
             rows.append(
-                [
-                    "Generated images vs another report of the domain (chance)",
-                    "—",
-                    "—",
-                    "—",
-                    _number(_get(entry, "chance_consistency", "f1_micro")),
-                    _number(_get(entry, "chance_consistency", "agreement")),
-                    _number(_get(entry, "chance_consistency", "exact_match")),
-                ]
+                ["Generated images vs another report of the domain (chance)", "—", "—", "—"]
+                + _consistency_cells(entry["chance_consistency"])
             )
         lines += _table(header, rows) + [""]
     lines.append(f"{task['seconds_per_sample']:.3f} s per image (batched). " + _extractor_note(metrics))
     return lines + [""]
+
+
+def _consistency_cells(consistency: dict | None) -> list[str]:
+    """Judge F1, agreement and exact match of a consistency entry (— when missing or skipped)."""
+    return [_number(_get(consistency or {}, key)) for key in ("f1_micro", "agreement", "exact_match")]
 
 
 def _extractor_note(metrics: dict) -> str:

@@ -97,7 +97,11 @@ def test_backbone_config_uses_the_official_activation():
 
 
 def test_valid_state_passes(official_state, official_vocab):
-    check_official_backbone(official_state, backbone_config_from_official(TINY_GEMMA), official_vocab)
+    # raises ValueError naming the first mismatch; a valid state returns nothing
+    assert (
+        check_official_backbone(official_state, backbone_config_from_official(TINY_GEMMA), official_vocab)
+        is None
+    )
 
 
 def test_layer_count_mismatch_is_explained(official_state, official_vocab):
