@@ -124,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from eval_human.store import StudyError, StudyStore
 
     try:
-        store = StudyStore(args.db, args.media)
+        # only create-study may make a database: a mistyped --db elsewhere must not serve an empty new one
+        store = StudyStore(args.db, args.media, create=args.command == "create-study")
         try:
             return _run(args, store)
         finally:

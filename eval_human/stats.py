@@ -11,6 +11,7 @@ import csv
 import itertools
 import json
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -304,15 +305,35 @@ def compute_stats(
     return _finite_or_none(stats)
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), +cmd, @SUM, ...)
+SPREADSHEET_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """Text a spreadsheet shows as text: a leading formula character gets a "'" prefix (OWASP CSV injection).
+    Other values pass unchanged; Parquet exports keep the exact text."""
+    if isinstance(value, str) and value.startswith(SPREADSHEET_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def export_ratings(store: StudyStore, study_id: int, path: str | Path) -> Path:
-    """Write the long ratings frame (with unblinded sources) to ``.csv`` or ``.parquet`` by the file suffix."""
+    """Write the long ratings frame (with unblinded sources) to ``.csv`` or ``.parquet`` by the file suffix.
+
+    The file is created owner-only (0600): it holds every rater's answers next to the hidden sources. In CSV,
+    free text that a spreadsheet would run as a formula is prefixed with "'" (see ``spreadsheet_safe``).
+    """
     path = Path(path)
+    if path.suffix not in (".csv", ".parquet"):
+        raise StudyError(f"export file {str(path)!r} must end in .csv or .parquet")
     frame = store.ratings_frame(study_id)
     path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
+    os.chmod(path, 0o600)  # an existing file keeps its old mode through O_CREAT
     if path.suffix == ".csv":
+        text_columns = frame.select_dtypes(include=["object", "string"]).columns
+        frame[text_columns] = frame[text_columns].map(spreadsheet_safe)
         frame.to_csv(path, index=False)
-    elif path.suffix == ".parquet":
-        frame.to_parquet(path, index=False)
     else:
-        raise StudyError(f"export file {str(path)!r} must end in .csv or .parquet")
+        frame.to_parquet(path, index=False)
     return path

@@ -50,6 +50,10 @@ from eval_human.models import (
 MAX_COMMENT_CHARS = 2000
 MAX_REPORT_CHARS = 20000
 MAX_SECONDS_SPENT = 24 * 3600.0
+# Every item's image is stored, and served, as a MEDIA_SIDE x MEDIA_SIDE RGB PNG without compression or metadata:
+# all media files then have the same bytes count and header, so neither the file size (a generated 64 px image
+# compresses better than a 128 px scan) nor its mode or encoder settings can tell a rater where a pair came from.
+MEDIA_SIDE = 256
 SQLITE_BUSY_TIMEOUT_MS = 30000
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -231,10 +235,16 @@ class StudyStore:
         db: a SQLAlchemy URL or a SQLite file path.
         media_dir: folder of content-addressed images (default ``<sqlite file>.media``).
         upgrade: bring the schema to the newest Alembic revision on open (creates a new database).
+        create: make the SQLite file (owner-only, 0600) when it does not exist; False refuses a missing one.
     """
 
     def __init__(
-        self, db: str | os.PathLike, media_dir: str | os.PathLike | None = None, *, upgrade: bool = True
+        self,
+        db: str | os.PathLike,
+        media_dir: str | os.PathLike | None = None,
+        *,
+        upgrade: bool = True,
+        create: bool = True,
     ):
         self.url = resolve_db_url(db)
         self.media_dir = Path(media_dir) if media_dir is not None else default_media_dir(self.url)
@@ -243,7 +253,16 @@ class StudyStore:
         engine_kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             if url.database and url.database != ":memory:":
-                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+                path = Path(url.database)
+                if not path.is_file():
+                    if not create:
+                        raise StudyError(
+                            f"no study database at {path}: check --db (only `create-study` makes a new one)"
+                        )
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    # ratings and tokens are private: the file (and the -wal/-shm files SQLite gives the same
+                    # mode) is readable by its owner only
+                    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             # Enough pooled connections for a few dozen concurrent raters; each holds a write lock only briefly.
             engine_kwargs.update(pool_size=8, max_overflow=32, pool_timeout=60)
         self.engine = create_engine(self.url, **engine_kwargs)
@@ -298,17 +317,21 @@ class StudyStore:
     # ------------------------------------------------------------------ media
 
     def put_image(self, image: Image.Image) -> str:
-        """Store ``image`` as a metadata-free PNG named by its SHA-256; returns the hex digest."""
+        """Store ``image`` as the study's normalised media file (see ``MEDIA_SIDE``) named by its SHA-256; returns
+        the hex digest."""
         if not isinstance(image, Image.Image):
             raise StudyError(f"expected a PIL image, got {type(image).__name__}")
-        clean = image.convert("RGB") if image.mode not in ("L", "RGB") else image
+        clean = image.convert("RGB")
+        if clean.size != (MEDIA_SIDE, MEDIA_SIDE):
+            clean = clean.resize((MEDIA_SIDE, MEDIA_SIDE), Image.Resampling.LANCZOS)
         buffer = io.BytesIO()
-        clean.save(buffer, format="PNG")  # no pnginfo: nothing but pixels leaves the source
+        # no pnginfo, no compression: nothing but pixels leaves the source, in a file of fixed length
+        clean.save(buffer, format="PNG", compress_level=0)
         data = buffer.getvalue()
         digest = hashlib.sha256(data).hexdigest()
         path = self.image_path(digest)
         if not path.exists():
-            self.media_dir.mkdir(parents=True, exist_ok=True)
+            self.media_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Write-then-rename so a concurrent reader never sees half a file.
             fd, tmp = tempfile.mkstemp(dir=self.media_dir, suffix=".tmp")
             with os.fdopen(fd, "wb") as handle:

@@ -6,13 +6,19 @@ only move within its own queue. Raters see the image, the report and their own a
 raters' answers or items outside their assignment. Keys 1–9 press the Likert buttons.
 
 API endpoints (for ``gradio_client``): ``/sign_in(token)``, ``/rate(consistency, image_realism,
-report_plausibility, comment, cannot_judge)``, ``/previous``, ``/next``, ``/resume``, ``/admin_progress``,
+report_plausibility, comment, cannot_judge, shown)``, ``/previous``, ``/next``, ``/resume``, ``/admin_progress``,
 ``/admin_export``.
+
+Every view carries ``shown``, an opaque one-time key of the item on screen (the last output of each view); a rating
+must send back the key of the pair the rater saw. The server stores it on exactly that pair, or refuses it (and
+shows the pair it now holds) when the key is not the one it last displayed to this session: a second press that
+raced the first, or a score sent after "Next", can never land on a pair that was not on screen.
 """
 
 from __future__ import annotations
 
 import functools
+import secrets
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -20,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from PIL import Image
 
 from eval_human.models import Q_COMMENT, Q_CONSISTENCY, Q_IMAGE_REALISM, Q_REPORT_PLAUSIBILITY, ROLE_ADMIN
 from eval_human.store import MAX_COMMENT_CHARS, MAX_SECONDS_SPENT, RaterInfo, StudyError, StudyStore
@@ -58,6 +63,8 @@ class RaterSession:
     rater: RaterInfo
     position: int = 0
     shown_at: float = 0.0
+    shown_key: str = ""  # the one-time key of the item last rendered (what is on screen)
+    shown_item_id: int | None = None
 
 
 @dataclass
@@ -78,12 +85,18 @@ def _require(session: RaterSession | None) -> RaterSession:
 
 
 def _optional_score(value: Any) -> int | None:
+    """A Likert answer as an int; a non-integer (3.5, "4.2", True) is refused, never rounded."""
     if value in (None, "", NOT_RATED, str(NOT_RATED)):
         return None
+    if isinstance(value, bool):
+        raise gr.Error(f"Score {value!r} is not a whole number.")
     try:
-        return int(value)
+        number = float(value)
     except (TypeError, ValueError) as error:
         raise gr.Error(f"Score {value!r} is not a number.") from error
+    if not number.is_integer():
+        raise gr.Error(f"Score {value!r} is not a whole number: scores are 1, 2, 3, ...")
+    return int(number)
 
 
 def build_rating_tab(store: StudyStore, *, trust_login: bool = False) -> RatingTab:
@@ -108,7 +121,8 @@ def build_rating_tab(store: StudyStore, *, trust_login: bool = False) -> RatingT
     with gr.Column(visible=False) as rating_panel:
         progress = gr.Markdown()
         with gr.Row():
-            image = gr.Image(label="Image", type="pil", format="png", interactive=False, height=420)
+            # a file path: the normalised media file is served byte for byte (a PIL image would be re-encoded)
+            image = gr.Image(label="Image", type="filepath", interactive=False, height=420)
             with gr.Column():
                 report = gr.Textbox(label="Report", interactive=False, lines=12)
                 current = gr.Markdown()
@@ -131,9 +145,10 @@ def build_rating_tab(store: StudyStore, *, trust_login: bool = False) -> RatingT
             resume_button = gr.Button("First unrated")
             next_button = gr.Button("Next →")
         # API-only inputs of /rate: the score and the flag as plain values.
-        api_score = gr.Number(visible=False, precision=0)
+        api_score = gr.Number(visible=False)  # no precision: 3.5 must arrive as 3.5 and be refused
         api_cannot_judge = gr.Checkbox(visible=False)
         api_rate_button = gr.Button(visible=False)
+        shown = gr.Textbox(visible=False)  # the key of the pair on screen; ratings send it back
 
     with gr.Column(visible=False) as admin_panel:
         gr.Markdown("### Study administration")
@@ -154,6 +169,7 @@ def build_rating_tab(store: StudyStore, *, trust_login: bool = False) -> RatingT
         plausibility,
         comment,
         current,
+        shown,
     ]
     sign_in_outputs = [*view_outputs, admin_panel, admin_table, prompt, *likert_buttons]
 
@@ -165,7 +181,9 @@ def build_rating_tab(store: StudyStore, *, trust_login: bool = False) -> RatingT
             item = store.rater_item(state.rater.id, state.position)
         except StudyError as error:
             raise gr.Error(str(error)) from error
-        state = replace(state, shown_at=time.monotonic())
+        state = replace(
+            state, shown_at=time.monotonic(), shown_key=secrets.token_urlsafe(12), shown_item_id=item.item_id
+        )
         answers = item.answers
         if answers.get("cannot_judge"):
             current_text = "Your answer: **cannot judge**."
@@ -179,19 +197,18 @@ def build_rating_tab(store: StudyStore, *, trust_login: bool = False) -> RatingT
         progress_text = f"**Pair {item.position + 1} of {item.n_items}** · {item.n_done} rated" + (
             " · all pairs rated — thank you! You can still go back and change answers." if done else ""
         )
-        with Image.open(item.image_path) as handle:
-            picture = handle.copy()
         return [
             state,
             message or f"Signed in as **{state.rater.name}**.",
             gr.Column(visible=True),
             progress_text,
-            picture,
+            str(item.image_path),
             item.report,
             answers.get(Q_IMAGE_REALISM) or NOT_RATED,
             answers.get(Q_REPORT_PLAUSIBILITY) or NOT_RATED,
             answers.get(Q_COMMENT) or "",
             current_text,
+            state.shown_key,
         ]
 
     def signed_in(rater: RaterInfo) -> list:
@@ -200,7 +217,7 @@ def build_rating_tab(store: StudyStore, *, trust_login: bool = False) -> RatingT
                 RaterSession(rater=rater),
                 f"Signed in as admin **{rater.name}**.",
                 gr.Column(visible=False),
-                *([gr.skip()] * 7),
+                *([gr.skip()] * 8),
             ]
             return [*hidden, gr.Column(visible=True), store.progress(rater.study_id), gr.skip()] + [
                 gr.skip()
@@ -236,14 +253,27 @@ def build_rating_tab(store: StudyStore, *, trust_login: bool = False) -> RatingT
             raise gr.Error(str(error)) from error
         return signed_in(rater)
 
-    def rate(score, realism_value, plausibility_value, comment_value, cannot_judge, state):
+    def rate(score, realism_value, plausibility_value, comment_value, cannot_judge, shown_key, state):
         state = _require(state)
         if state.rater.role == ROLE_ADMIN:
             raise gr.Error("Admins do not rate pairs.")
+        if (
+            not shown_key
+            or not state.shown_key
+            or not secrets.compare_digest(str(shown_key), state.shown_key)
+        ):
+            # the answer was given for a pair this session no longer shows: store nothing, show the pair it holds
+            return render(
+                state,
+                "⚠️ That answer was for a pair that is no longer on screen, so it was **not saved**. "
+                "Please rate the pair shown.",
+            )
         try:
             item = store.rater_item(state.rater.id, state.position)
         except StudyError as error:
             raise gr.Error(str(error)) from error
+        if item.item_id != state.shown_item_id:  # the queue cannot reorder, but never guess
+            return render(state, "⚠️ The pair on screen changed; your answer was **not saved**.")
         seconds = (
             min(max(time.monotonic() - state.shown_at, 0.0), MAX_SECONDS_SPENT) if state.shown_at else None
         )
@@ -294,9 +324,9 @@ def build_rating_tab(store: StudyStore, *, trust_login: bool = False) -> RatingT
 
     # ------------------------------------------------------------ wiring
 
-    common = {
-        "concurrency_limit": None
-    }  # the store is thread-safe; SQLite serialises the short writes itself
+    # the store is thread-safe (SQLite serialises the short writes); "once": a second press of a button while its
+    # first is pending is dropped in the browser (the key check above refuses what still gets through)
+    common = {"concurrency_limit": None, "trigger_mode": "once"}
     gr.on(
         [sign_in_button.click, token.submit], sign_in, [token], sign_in_outputs, api_name="sign_in", **common
     )
@@ -305,20 +335,24 @@ def build_rating_tab(store: StudyStore, *, trust_login: bool = False) -> RatingT
     for value, button in enumerate(likert_buttons, start=1):
         button.click(
             functools.partial(rate, value),
-            [*rate_inputs, gr.State(False), session],
+            [*rate_inputs, gr.State(False), shown, session],
             view_outputs,
             api_visibility="private",
             **common,
         )
     cannot_judge_button.click(
         functools.partial(rate, None),
-        [*rate_inputs, gr.State(True), session],
+        [*rate_inputs, gr.State(True), shown, session],
         view_outputs,
         api_visibility="private",
         **common,
     )
     api_rate_button.click(
-        rate, [api_score, *rate_inputs, api_cannot_judge, session], view_outputs, api_name="rate", **common
+        rate,
+        [api_score, *rate_inputs, api_cannot_judge, shown, session],
+        view_outputs,
+        api_name="rate",
+        **common,
     )
     previous_button.click(functools.partial(move, -1), [session], view_outputs, api_name="previous", **common)
     next_button.click(functools.partial(move, 1), [session], view_outputs, api_name="next", **common)

@@ -143,9 +143,15 @@ class DiffusionConfig(_JsonConfig):
     )
     condition_dropout: float = 0.1
     prompt_keep_prob: float = 0.1
+    # "elbo": eq. 6 as written, w(t) times the masked NLL sum over the task's maskable positions. "masked_mean":
+    # the masked NLL averaged over the positions actually masked. Both estimate the same per-token quantity
+    # (E[#masked] = (1 - alpha_t) * positions), but the second divides by the realised count, which removes
+    # the 1/t spikes of sequences with one or two masked tokens (lower gradient variance for short runs).
+    loss_normalisation: str = "elbo"
 
     def __post_init__(self) -> None:
         _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("loss_normalisation", self.loss_normalisation, ("elbo", "masked_mean"))
         if not 0 < self.eps < 0.5:
             raise ValueError(f"eps must be in (0, 0.5), got {self.eps}")
         for name in ("image_loss_weight", "text_loss_weight"):
@@ -173,6 +179,10 @@ class SamplerConfig(_JsonConfig):
     top_p: float | None = None
     guidance_scale: float = 0.0
     guidance_schedule: str = "constant"
+    # A report ends at its first <pad>: padding is only ever committed after the last committed word, and once
+    # a <pad> is committed every masked report position after it becomes <pad> in the same step. Every view of a
+    # sample (stream, commit view, text box, bundle, CLI) then shows the same text.
+    pad_suffix: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.steps <= 1024:

@@ -195,7 +195,8 @@ def diffusion_loss(
 
     Per sequence: sum over masked positions of w(t) * modality_weight * -log p(x0 | x_t), divided by the
     number of maskable positions of the sequence's task (a constant per task, so the estimator stays unbiased
-    for the per-token ELBO); then the batch mean. Logits at [MASK] are excluded from the softmax (SUBS: the
+    for the per-token ELBO); then the batch mean. With ``config.loss_normalisation="masked_mean"`` the sum is
+    divided by the number of positions actually masked instead (no w(t)). Logits at [MASK] are excluded from the softmax (SUBS: the
     model never puts mass on the absorbing state). Returns (loss, stats) with detached per-modality NLLs.
     """
     schedule = get_schedule(config.schedule)
@@ -207,11 +208,15 @@ def diffusion_loss(
     weights[modality == IMAGE] = config.image_loss_weight
     weights[modality == TEXT] = config.text_loss_weight
     target = batch.target_mask.float()
-    w_t = schedule.loss_weight(batch.t)[:, None]
-    per_token = w_t * weights * nll * target
-    denominators = torch.tensor(
-        [_task_positions(task, layout) for task in batch.task], device=logits.device, dtype=torch.float
-    )
+    if config.loss_normalisation == "masked_mean":
+        per_token = weights * nll * target
+        denominators = target.sum(dim=1).clamp_min(1.0)
+    else:
+        w_t = schedule.loss_weight(batch.t)[:, None]
+        per_token = w_t * weights * nll * target
+        denominators = torch.tensor(
+            [_task_positions(task, layout) for task in batch.task], device=logits.device, dtype=torch.float
+        )
     loss = (per_token.sum(dim=1) / denominators).mean()
     with torch.no_grad():
         stats = {}

@@ -181,6 +181,11 @@ class MaskGITSampler:
         rows = masked.nonzero(as_tuple=True)
         picked = torch.nan_to_num(logits[rows].float(), nan=float("-inf"), posinf=1e4, neginf=float("-inf"))
         allowed = self.allowed_mask(logits.device)[rows[1]]
+        if cfg.pad_suffix:
+            constrained = allowed & self._pad_suffix_allowed(x_t)[rows]
+            # a given (inpainting) report with words after a <pad> can leave nothing: then the rule yields
+            constrained_empty = ~constrained.any(-1, keepdim=True)
+            allowed = torch.where(constrained_empty, allowed, constrained)
         picked = picked.masked_fill(~allowed, float("-inf"))
         # a masked position whose allowed logits are all -inf (e.g. all NaN) falls back to a uniform choice over
         # its slice
@@ -214,4 +219,39 @@ class MaskGITSampler:
         )
         commit = (rank < to_commit[:, None]) & masked
         tokens = torch.where(commit, sampled, x_t)
+        if cfg.pad_suffix:
+            tokens, commit = self._fill_after_pad(tokens, commit, masked)
         return StepOutput(tokens=tokens, predicted=sampled, confidence=confidence, committed=commit)
+
+    # ---- the report ends at its first <pad> ----------------------------------------------------------
+    def _text_positions(self, device) -> torch.Tensor:
+        return self.layout.position_modality.to(device) == TEXT
+
+    def _pad_suffix_allowed(self, x_t: torch.Tensor) -> torch.Tensor:
+        """BoolTensor [B, L, V]: False for <pad> at report positions before the last word already in place
+        (decoded or given), and for words after a <pad> already in place."""
+        layout = self.layout
+        is_text = self._text_positions(x_t.device)[None]
+        position = torch.arange(x_t.shape[1], device=x_t.device)[None]
+        word = is_text & (x_t != layout.mask_id) & (x_t != layout.pad_id)
+        pad = is_text & (x_t == layout.pad_id)
+        last_word = torch.where(word, position, -1).amax(-1, keepdim=True)
+        first_pad = torch.where(pad, position, x_t.shape[1]).amin(-1, keepdim=True)
+        allowed = torch.ones((*x_t.shape, layout.vocab_size), dtype=torch.bool, device=x_t.device)
+        allowed[..., layout.pad_id] = ~(is_text & (position < last_word))
+        words_banned = is_text & (position > first_pad)
+        allowed[..., : layout.text_vocab_size] &= ~words_banned[..., None]
+        return allowed
+
+    def _fill_after_pad(self, tokens: torch.Tensor, commit: torch.Tensor, masked: torch.Tensor):
+        """Every position that was masked after the first <pad> now in place becomes a committed <pad> (a word
+        committed there in this same step loses to the earlier end of the report)."""
+        layout = self.layout
+        is_text = self._text_positions(tokens.device)[None]
+        position = torch.arange(tokens.shape[1], device=tokens.device)[None]
+        first_pad = torch.where(is_text & (tokens == layout.pad_id), position, tokens.shape[1]).amin(
+            -1, keepdim=True
+        )
+        fill = is_text & masked & (position > first_pad)
+        tokens = torch.where(fill, torch.full_like(tokens, layout.pad_id), tokens)
+        return tokens, commit | fill

@@ -1,4 +1,5 @@
-"""`python -m train tokenizer|vq|medim|all --config PRESET_OR_YAML [key.sub=value ...] [--resume latest]`."""
+"""`python -m train tokenizer|vq|medim|all --config PRESET_OR_YAML [key.sub=value ...] [--resume latest]
+[--init-from DIR]`."""
 
 from __future__ import annotations
 
@@ -13,10 +14,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stage", choices=["tokenizer", "vq", "medim", "all"])
     parser.add_argument("--config", required=True, help="a preset name (train/configs/*.yaml) or a YAML file")
     parser.add_argument("--resume", help="'latest' or a checkpoint directory (medim stage)")
+    parser.add_argument(
+        "--init-from",
+        help="warm start: a pipeline directory (e.g. assets/default) whose weights and tokenizers this run "
+        "starts from (same as model.init_from=DIR)",
+    )
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=3e-4 output_dir=runs/x")
     args = parser.parse_intermixed_args(argv)
     try:
-        config = load_config(args.config, args.overrides)
+        overrides = list(args.overrides)
+        if args.init_from:
+            overrides.append(f"model.init_from={args.init_from}")
+        config = load_config(args.config, overrides)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -60,6 +60,10 @@ class VQStageConfig:
     batch_size: int = 32
     lr: float = 2e-3
     options: dict[str, Any] = field(default_factory=dict)  # VQTrainingOptions fields
+    # The finding classifier behind options.perceptual_weight: a saved judge directory, or None to train one on
+    # the training split first (feature_epochs epochs, seed + 1) into <output_dir>/image_tokenizer_features.
+    feature_network: str | None = None
+    feature_epochs: int = 6
 
 
 @dataclass
@@ -82,6 +86,10 @@ class ModelStageConfig:
     adaln_gate: str = "one_plus"
     attn_implementation: str = "sdpa"
     gradient_checkpointing: bool = False
+    # Warm start: a pipeline directory (e.g. assets/default) whose denoiser weights initialise this run. Its
+    # text and image tokenizers are used too (the ids must mean the same), and its training chain is carried
+    # into the exported checkpoint_info.json, so a checkpoint can accumulate compute across sessions.
+    init_from: str | None = None
 
 
 @dataclass
@@ -96,6 +104,9 @@ class OptimConfig:
     grad_accum: int = 1
     max_steps: int = 100
     max_minutes: float | None = None  # stop early (and save) when the wall-clock budget is spent
+    # With a wall-clock budget, let the warm-up/decay schedule follow max(step / max_steps, minutes /
+    # max_minutes): a run stopped by the clock then ends annealed, whatever speed the machine has.
+    schedule_by_clock: bool = False
     clip_grad: float = 1.0
     ema_decay: float = 0.999
     mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)

@@ -42,6 +42,10 @@ class VQTrainingOptions:
     restart_min_count: int = 1
     restart_until_fraction: float = 0.9
     latent_buffer_size: int = 8192
+    # Weight of the finding-feature (perceptual) distance between reconstruction and input; needs the
+    # ``feature_loss`` argument of ``train_vq``. Pixel losses alone spend the few bits of an 8x8 code grid on
+    # where each texture edge falls; the feature distance asks for what a reader of findings sees instead.
+    perceptual_weight: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -52,6 +56,7 @@ class VQTrainingOptions:
             "commitment_beta",
             "weight_decay",
             "grad_clip",
+            "perceptual_weight",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -255,6 +260,47 @@ def restart_dead_codes(
     return dead
 
 
+# ---------------------------------------------------------------------------------------------------- perceptual
+
+
+class FindingFeatureLoss(torch.nn.Module):
+    """LPIPS-style distance in the feature maps of a finding classifier (a ``FindingJudgeNet``).
+
+    Each stage's activations are unit-normalised over channels; the loss is the squared distance summed over
+    channels, averaged over positions, then over stages (Zhang et al. 2018, without the learned channel weights).
+    The network is frozen and kept in eval mode (its BatchNorm statistics are those of real images). Train it on
+    the tokenizer's training split only: the evaluation judge must stay independent of the tokenizer.
+    """
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        body = getattr(network, "body", None)
+        if not isinstance(body, torch.nn.Sequential) or len(body) == 0:
+            raise ValueError(
+                "the feature network must expose a non-empty nn.Sequential `body` (FindingJudgeNet)"
+            )
+        self.body = body.eval()
+        for param in self.body.parameters():
+            param.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        # the classifier stays in eval mode whatever the caller does
+        return super().train(False)
+
+    def _features(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+        features, x = [], pixels
+        for stage in self.body:
+            x = stage(x)
+            features.append(x / (x.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-8))
+        return features
+
+    def forward(self, reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            wanted = self._features(target)
+        got = self._features(reconstruction)
+        return torch.stack([(g - w).pow(2).sum(dim=1).mean() for g, w in zip(got, wanted)]).mean()
+
+
 # ---------------------------------------------------------------------------------------------------- training
 
 
@@ -277,6 +323,7 @@ def train_vq(
     log_every: int = 50,
     callback: Callable[[dict], None] | None = None,
     options: VQTrainingOptions | None = None,
+    feature_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> list[dict]:
     """Train ``tokenizer`` in place on batches of images.
 
@@ -289,6 +336,8 @@ def train_vq(
         log_every: a history record is made every ``log_every`` steps and at the last step.
         callback: called with each history record as it is made.
         options: loss weights and codebook maintenance, ``VQTrainingOptions()`` by default.
+        feature_loss: ``(reconstruction, images) -> scalar`` weighted by ``options.perceptual_weight`` (e.g.
+            ``FindingFeatureLoss``); required when that weight is positive.
 
     Returns:
         History: a list of dicts with ``step``, ``loss``, ``rec_loss``, ``codebook_loss``, ``commit_loss``,
@@ -296,6 +345,8 @@ def train_vq(
         since the last record), ``restarted`` (codes re-seeded since the last record), ``lr`` and ``seconds``.
     """
     options = options or VQTrainingOptions()
+    if options.perceptual_weight > 0 and feature_loss is None:
+        raise ValueError("options.perceptual_weight > 0 needs a feature_loss (e.g. FindingFeatureLoss)")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps!r}")
     if lr <= 0:
@@ -324,7 +375,14 @@ def train_vq(
     optimizer = torch.optim.AdamW(tokenizer.parameters(), lr=lr, weight_decay=options.weight_decay)
     counts_since_restart = torch.zeros(tokenizer.codebook_size, device=device)
     counts_since_log = torch.zeros(tokenizer.codebook_size, device=device)
-    sums = {"loss": 0.0, "rec_loss": 0.0, "codebook_loss": 0.0, "commit_loss": 0.0, "psnr": 0.0}
+    sums = {
+        "loss": 0.0,
+        "rec_loss": 0.0,
+        "codebook_loss": 0.0,
+        "commit_loss": 0.0,
+        "perceptual": 0.0,
+        "psnr": 0.0,
+    }
     images_since_log = steps_since_log = restarted_since_log = 0
     history: list[dict] = []
     start = time.perf_counter()
@@ -346,6 +404,10 @@ def train_vq(
         error = reconstruction - batch
         rec_loss = options.l1_weight * error.abs().mean() + options.l2_weight * error.pow(2).mean()
         loss = rec_loss + options.codebook_weight * codebook_loss + options.commitment_beta * commit_loss
+        perceptual = torch.zeros((), device=device)
+        if options.perceptual_weight > 0:
+            perceptual = feature_loss(reconstruction, batch)
+            loss = loss + options.perceptual_weight * perceptual
 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -365,6 +427,7 @@ def train_vq(
             sums["rec_loss"] += rec_loss.item()
             sums["codebook_loss"] += codebook_loss.item()
             sums["commit_loss"] += commit_loss.item()
+            sums["perceptual"] += perceptual.item()
             sums["psnr"] += psnr_per_image(reconstruction.clamp(-1, 1), batch).sum().item()
             images_since_log += batch.shape[0]
             steps_since_log += 1
@@ -389,6 +452,7 @@ def train_vq(
                 "rec_loss": sums["rec_loss"] / steps_since_log,
                 "codebook_loss": sums["codebook_loss"] / steps_since_log,
                 "commit_loss": sums["commit_loss"] / steps_since_log,
+                "perceptual_loss": sums["perceptual"] / steps_since_log,
                 "psnr": sums["psnr"] / images_since_log,
                 "codebook_usage": usage,
                 "perplexity": perplexity,

@@ -166,3 +166,26 @@ def test_bad_diffusion_config_is_rejected():
         DiffusionConfig(schedule="sqrt")
     with pytest.raises(ValueError, match="task_weights"):
         DiffusionConfig(task_weights={"joint": 1.0, "video": 1.0})
+
+
+def test_masked_mean_normalisation_divides_by_the_masked_count_without_w_t():
+    layout = VocabLayout(text_vocab_size=5, codebook_size=3, image_tokens=2, text_tokens=2)
+    x0 = layout.pack(torch.tensor([[1, 2], [3, 4]]), torch.tensor([[0, 2], [1, 1]]))
+    xt = x0.clone()
+    xt[0, 1] = layout.mask_id  # sequence 0: one image token masked
+    xt[1, 4] = xt[1, 5] = layout.mask_id  # sequence 1: both text tokens masked
+    batch = TrainingBatch(
+        x0=x0, xt=xt, t=torch.tensor([0.1, 0.9]), target_mask=xt == layout.mask_id, task=["joint", "joint"]
+    )
+    logits = torch.randn(2, layout.seq_len, layout.vocab_size)
+    loss, _ = diffusion_loss(logits, batch, layout, DiffusionConfig(loss_normalisation="masked_mean"))
+    logp = logits.clone()
+    logp[..., layout.mask_id] = -math.inf
+    logp = F.log_softmax(logp, -1)
+    first = -logp[0, 1, x0[0, 1]]
+    second = -(logp[1, 4, x0[1, 4]] + logp[1, 5, x0[1, 5]]) / 2
+    torch.testing.assert_close(loss, (first + second) / 2)
+    elbo, _ = diffusion_loss(logits, batch, layout, DiffusionConfig())
+    assert not torch.isclose(loss, elbo)  # the option really changes the estimator
+    with pytest.raises(ValueError, match="loss_normalisation"):
+        DiffusionConfig(loss_normalisation="mean")

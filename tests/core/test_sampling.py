@@ -170,3 +170,56 @@ def test_bad_sampler_config_is_rejected():
         SamplerConfig(steps=0)
     with pytest.raises(ValueError, match="top_p"):
         SamplerConfig(top_p=1.5)
+
+
+def _text(x):
+    return x[:, LAYOUT.text_slice]
+
+
+def _pad_heavy_logits(x):
+    """Random logits with <pad> as likely as any word, so interior pads would be common without the rule."""
+    logits = torch.randn(x.shape[0], LAYOUT.seq_len, LAYOUT.vocab_size)
+    logits[..., LAYOUT.pad_id] += 2.0
+    return logits
+
+
+@pytest.mark.parametrize("schedule", ["arccos", "linear"])
+def test_pads_are_only_ever_a_suffix_at_every_step(schedule):
+    torch.manual_seed(0)
+    start, final, history = _run(
+        "image2report", SamplerConfig(steps=6, schedule=schedule), batch=16, logits_fn=_pad_heavy_logits
+    )
+    for x in history:
+        for row in _text(x):
+            pads = (row == LAYOUT.pad_id).nonzero().flatten()
+            if len(pads):  # after the first pad: nothing but pads (a masked slot there would also be wrong)
+                assert (row[int(pads[0]) :] == LAYOUT.pad_id).all()
+            words = ((row != LAYOUT.pad_id) & (row != LAYOUT.mask_id)).nonzero().flatten()
+            if len(words) and len(pads):
+                assert int(words[-1]) < int(pads[0])
+    assert (_text(final) == LAYOUT.pad_id).any()  # the rule shapes the reports; it does not forbid padding
+
+
+def test_without_the_rule_interior_pads_appear():
+    torch.manual_seed(0)
+    _, final, _ = _run(
+        "image2report", SamplerConfig(steps=6, pad_suffix=False), batch=16, logits_fn=_pad_heavy_logits
+    )
+    interior = [
+        row
+        for row in _text(final)
+        if (row == LAYOUT.pad_id).any()
+        and (row[int((row == LAYOUT.pad_id).nonzero()[0]) :] != LAYOUT.pad_id).any()
+    ]
+    assert interior  # so the test above would fail without the rule
+
+
+def test_a_given_report_with_words_after_a_pad_still_decodes():
+    x0 = LAYOUT.pack(torch.tensor([[1, 2, 3, 4, 5, 6, 7]]), torch.zeros(1, 9, dtype=torch.long))
+    x = x0.clone()
+    text = LAYOUT.text_slice.start
+    x[0, text + 1] = LAYOUT.pad_id  # a user-supplied interior pad
+    x[0, text + 2] = LAYOUT.mask_id  # between a pad and a word: the rule allows nothing here
+    _, final, _ = _run("inpaint", SamplerConfig(steps=2), x=x)
+    assert not (final == LAYOUT.mask_id).any()
+    assert torch.equal(final[0, text + 3 :], x[0, text + 3 :])  # given tokens never change

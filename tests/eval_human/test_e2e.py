@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import zlib
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -17,7 +18,7 @@ from eval_human.store import StudyStore
 from eval_human.ui import build_rating_app, build_rating_tab
 
 # Positions of the outputs of /rate, /previous, /next, /resume (see ui.build_rating_tab's view_outputs).
-STATUS, PROGRESS, IMAGE, REPORT, REALISM, PLAUSIBILITY, COMMENT, CURRENT = range(8)
+STATUS, PROGRESS, IMAGE, REPORT, REALISM, PLAUSIBILITY, COMMENT, CURRENT, SHOWN = range(9)
 
 
 def _free_port() -> int:
@@ -55,7 +56,7 @@ def test_study_from_cli_to_agreement_numbers(tmp_path, pair_sources, capsys):
     try:
         anonymous = Client(url, verbose=False)
         with pytest.raises(AppError, match="Sign in"):
-            anonymous.predict(3, 0, 0, "", False, api_name="/rate")
+            anonymous.predict(3, 0, 0, "", False, "", api_name="/rate")
         with pytest.raises(AppError, match="unknown token"):
             anonymous.predict("wrong-token", api_name="/sign_in")
         with pytest.raises(AppError, match="No verified login"):  # no Gradio auth / OAuth on this app
@@ -72,7 +73,7 @@ def test_study_from_cli_to_agreement_numbers(tmp_path, pair_sources, capsys):
                 report = view[REPORT]
                 reports.append(report)
                 view = client.predict(
-                    _score_for(report, name), 0, 0, f"{name} {step}", False, api_name="/rate"
+                    _score_for(report, name), 0, 0, f"{name} {step}", False, view[SHOWN], api_name="/rate"
                 )
                 if name == "r1" and step == 2:
                     # Close the browser half-way: a fresh session with the same token resumes at pair 4.
@@ -81,11 +82,13 @@ def test_study_from_cli_to_agreement_numbers(tmp_path, pair_sources, capsys):
                     assert "Pair 4 of 6" in view[PROGRESS] and "3 rated" in view[PROGRESS]
             assert "6 rated" in view[PROGRESS] and "all pairs rated" in view[PROGRESS]
             with pytest.raises(AppError, match="outside the scale"):
-                client.predict(9, 0, 0, "", False, api_name="/rate")
+                client.predict(9, 0, 0, "", False, view[SHOWN], api_name="/rate")
             # Go back one pair, see the own answer, change it.
             back = client.predict(api_name="/previous")
             assert back[REPORT] == reports[-2] and "Your consistency score" in back[CURRENT]
-            client.predict(_score_for(reports[-2], name), 4, 5, "changed", False, api_name="/rate")
+            client.predict(
+                _score_for(reports[-2], name), 4, 5, "changed", False, back[SHOWN], api_name="/rate"
+            )
             seen[name] = reports
             assert "source" not in json.dumps(view[:STATUS] + view[STATUS + 1 :]).lower()
         assert set(seen["r1"]) == set(seen["r2"]) and set(seen["r1"]) <= all_reports  # overlap 2 of 2 raters
@@ -138,3 +141,115 @@ def test_rating_tab_mounts_inside_an_existing_app(tmp_path):
     assert {"sign_in", "rate", "previous", "next", "resume", "admin_progress", "admin_export"} <= api_names
     assert tab.session in tab.sign_in_outputs
     store.dispose()
+
+
+def _ratings_by_item(store: StudyStore, rater: str) -> dict[int, int]:
+    frame = store.ratings_frame(1)
+    rows = frame[(frame["rater"] == rater) & (frame["question"] == "consistency")]
+    return {int(item): int(score) for item, score in zip(rows["item_id"], rows["score"])}
+
+
+def test_a_score_lands_on_the_pair_on_screen_or_is_refused(built_study):
+    """Actions sent back to back from one session, through the running server (the double-click races)."""
+    store, built = built_study
+    token = next(r.token for r in built.raters if r.name == "r1")
+    demo = build_rating_app(store)
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True
+    )
+    try:
+        client = Client(url, verbose=False)
+        first = client.predict(token, api_name="/sign_in")
+        first_item = store.rater_item(built.raters[0].id, 0).item_id
+        second_item = store.rater_item(built.raters[0].id, 1).item_id
+
+        # "3" then "4" on pair 1 before the first reply: both name pair 1; nothing may land on pair 2
+        jobs = [client.submit(score, 0, 0, "", False, first[SHOWN], api_name="/rate") for score in (3, 4)]
+        replies = [job.result() for job in jobs]
+        stored = _ratings_by_item(store, "r1")
+        assert set(stored) == {first_item} and stored[first_item] in (3, 4)
+        refused = [r for r in replies if "not saved" in r[STATUS]]
+        saved = [r for r in replies if r[STATUS] == "Saved."]
+        assert len(saved) >= 1 and len(saved) + len(refused) == 2
+        for reply in refused:  # the refusal shows the pair the server holds, with its own key
+            assert "Pair 2 of" in reply[PROGRESS] and reply[SHOWN] != first[SHOWN]
+
+        # "Next" then "5" with the key of pair 2 that was on screen before Next: 5 must not land on pair 3
+        on_two = client.predict(api_name="/resume")
+        assert "Pair 2 of" in on_two[PROGRESS]
+        moved = client.predict(api_name="/next")
+        late = client.predict(5, 0, 0, "", False, on_two[SHOWN], api_name="/rate")
+        assert "not saved" in late[STATUS] and late[REPORT] == moved[REPORT]
+        assert set(_ratings_by_item(store, "r1")) == {first_item}
+
+        # a key from another session (or made up) is refused too
+        other = Client(url, verbose=False)
+        other.predict(token, api_name="/sign_in")
+        assert "not saved" in other.predict(2, 0, 0, "", False, moved[SHOWN], api_name="/rate")[STATUS]
+        assert "not saved" in other.predict(2, 0, 0, "", False, "forged", api_name="/rate")[STATUS]
+        with pytest.raises(AppError, match="whole number"):  # 3.5 is refused, not rounded to 4
+            client.predict(3.5, 0, 0, "", False, late[SHOWN], api_name="/rate")
+        # and the honest path still works: the key of what is shown (the refusal re-showed pair 3) stores there
+        ok = client.predict(1, 0, 0, "", False, late[SHOWN], api_name="/rate")
+        assert ok[STATUS] == "Saved."
+        third_item = store.rater_item(built.raters[0].id, 2).item_id
+        assert _ratings_by_item(store, "r1") == {first_item: stored[first_item], third_item: 1}
+        assert second_item not in _ratings_by_item(store, "r1")
+    finally:
+        demo.close()
+
+
+def test_served_media_cannot_tell_real_from_generated(tmp_path):
+    """Real scans (128 px, greyscale) and generated images (64 px RGB with a PNG text chunk) reach the rater as
+    files of one length and one header."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from eval_human.study import build_study
+    from tests.eval_human.conftest import write_dataset_split, write_generated_pairs
+
+    generated = write_generated_pairs(tmp_path / "gen", 6, system="medim", seed=4)
+    for path in (generated / "images").glob("*.png"):
+        with Image.open(path) as image:
+            info = PngInfo()
+            info.add_text("generator", "medim")
+            image.convert("RGB").resize((64, 64)).save(path, pnginfo=info)
+    real = write_dataset_split(tmp_path / "corpus" / "test", 6, seed=5)
+    for path in (real / "images").glob("*.png"):
+        with Image.open(path) as image:
+            image.convert("L").resize((128, 128), Image.Resampling.BICUBIC).save(path, optimize=True)
+    store = StudyStore(tmp_path / "blind.db")
+    built = build_study(
+        store,
+        "blind",
+        [generated],
+        real_sources=[real],
+        n_real=4,
+        raters=["r1"],
+        overlap=1,
+        n_attention_checks=1,
+    )
+    files = sorted(store.media_dir.glob("*.png"))
+    assert len(files) >= 10
+    sizes = {f.stat().st_size for f in files}
+    headers = {f.read_bytes()[:33] for f in files}  # signature + IHDR (size, depth, colour type, ...)
+    assert len(sizes) == 1 and len(headers) == 1
+    assert all(b"tEXt" not in f.read_bytes() and b"generator" not in f.read_bytes() for f in files)
+
+    demo = build_rating_app(store)
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True
+    )
+    try:
+        client = Client(url, verbose=False)
+        view = client.predict(built.raters[0].token, api_name="/sign_in")
+        served = []
+        for _ in range(store.queue_length(built.raters[0].id)):
+            served.append(Path(view[IMAGE]).read_bytes())
+            view = client.predict(api_name="/next")
+        assert len({len(data) for data in served}) == 1 and len({data[:33] for data in served}) == 1
+        kinds = set(store.items_frame(built.study_id)["kind"])
+        assert {"real", "generated"} <= kinds
+    finally:
+        demo.close()
+        store.dispose()

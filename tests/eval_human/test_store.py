@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from PIL import Image
 from sqlalchemy import text
 
 from eval_human.store import (
@@ -12,6 +13,7 @@ from eval_human.store import (
     AuthenticationError,
     NotAssignedError,
     StudyError,
+    StudyStore,
     plan_assignments,
 )
 
@@ -151,3 +153,42 @@ def test_plan_assignments_balances_load():
         assert sum(item in v for v in plan.values()) == 3
     with pytest.raises(StudyError, match="overlap=5"):
         plan_assignments([1], [1, 2], 5, random.Random(0))
+
+
+def test_new_database_is_owner_only_and_a_missing_one_is_refused(tmp_path):
+    import stat
+
+    from eval_human.__main__ import main
+
+    store = StudyStore(tmp_path / "fresh.db")
+    store.create_study("s")
+    store.put_image(Image.new("RGB", (8, 8)))
+    store.dispose()
+    assert stat.S_IMODE((tmp_path / "fresh.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "fresh.db.media").stat().st_mode) == 0o700
+    with pytest.raises(StudyError, match="no study database"):
+        StudyStore(tmp_path / "typo.db", create=False)
+    for command in (["export", "--study", "s", "--out", str(tmp_path / "x.csv")], ["stats", "--study", "s"]):
+        assert main([command[0], "--db", str(tmp_path / "typo.db"), *command[1:]]) == 2
+    assert not (tmp_path / "typo.db").exists()  # nothing was created by the mistyped path
+
+
+def test_csv_export_neutralises_formulas_and_is_private(built_study, tmp_path):
+    import stat
+
+    import pandas as pd
+
+    from eval_human.stats import export_ratings
+
+    store, built = built_study
+    rater = built.raters[0]
+    item = store.rater_item(rater.id, 0)
+    store.submit_rating(rater.id, item.item_id, 3, comment='=HYPERLINK("http://x","click")')
+    path = export_ratings(store, built.study_id, tmp_path / "out" / "ratings.csv")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    comments = pd.read_csv(path)
+    text = comments.loc[comments["question"] == "comment", "text"].tolist()
+    assert text == ['\'=HYPERLINK("http://x","click")']
+    parquet = export_ratings(store, built.study_id, tmp_path / "out" / "ratings.parquet")
+    exact = pd.read_parquet(parquet)
+    assert exact.loc[exact["question"] == "comment", "text"].tolist() == ['=HYPERLINK("http://x","click")']

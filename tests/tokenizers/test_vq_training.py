@@ -146,3 +146,48 @@ def test_demo_preset_is_the_documented_shape():
     assert config.num_vq_embeddings >= 256
     recipe = default_demo_vq_recipe()
     assert recipe.steps > 0 and recipe.batch_size > 0 and recipe.lr > 0
+
+
+def _feature_network():
+    from medim.metrics.judge import FindingJudgeNet, JudgeConfig
+
+    torch.manual_seed(0)
+    return FindingJudgeNet(JudgeConfig(findings={"d": ["a"]}, image_size=16, widths=(4, 8))).eval()
+
+
+def test_finding_feature_loss_is_zero_on_the_input_and_trains_only_the_reconstruction():
+    from medim.tokenizers.vq_training import FindingFeatureLoss
+
+    network = _feature_network()
+    loss_fn = FindingFeatureLoss(network)
+    loss_fn.train()  # must stay in eval mode: BatchNorm statistics are those of real images
+    assert not loss_fn.body.training
+    images = _smooth_images(4, 0)
+    assert loss_fn(images, images).item() == pytest.approx(0.0, abs=1e-6)
+    reconstruction = _smooth_images(4, 1).requires_grad_(True)
+    loss = loss_fn(reconstruction, images)
+    assert loss.item() > 1e-3
+    loss.backward()
+    assert reconstruction.grad is not None and reconstruction.grad.abs().sum() > 0
+    assert all(p.grad is None for p in network.parameters())
+
+
+def test_perceptual_weight_needs_a_feature_loss_and_changes_training(batches):
+    from medim.tokenizers.vq_training import FindingFeatureLoss
+
+    tokenizer = VQImageTokenizer.from_config(**TINY)
+    with pytest.raises(ValueError, match="feature_loss"):
+        train_vq(tokenizer, batches, 2, 1e-3, options=VQTrainingOptions(perceptual_weight=1.0))
+    loss_fn = FindingFeatureLoss(_feature_network())
+    history = train_vq(
+        tokenizer,
+        batches,
+        4,
+        1e-3,
+        log_every=2,
+        options=VQTrainingOptions(perceptual_weight=1.0),
+        feature_loss=loss_fn,
+    )
+    assert all(record["perceptual_loss"] > 0 for record in history)
+    plain = train_vq(VQImageTokenizer.from_config(**TINY), batches, 4, 1e-3, log_every=2)
+    assert all(record["perceptual_loss"] == 0 for record in plain)

@@ -128,3 +128,73 @@ def test_word_values_stay_strings_in_overrides_and_files(tmp_path):
     path.write_text("model:\n  timestep_conditioning: off\n  causal_attention: false\n")
     from_file = load_config(path)
     assert from_file.model.timestep_conditioning == "off" and from_file.model.causal_attention is False
+
+
+def test_warm_start_continues_from_the_published_weights_and_records_the_chain(prepared, tmp_path):
+    from medim.pipeline import MeDiMPipeline
+
+    source = _copy_prepared(prepared, tmp_path / "source")
+    assert main(["medim", "--config", "tiny", f"output_dir={source}"]) == 0
+    published = source / "medim"
+    # a fresh directory with no tokenizer stages: the warm start brings the source's tokenizers
+    follow = tmp_path / "follow"
+    shutil.copytree(prepared / "corpus", follow / "corpus")
+    args = ["medim", "--config", "tiny", f"output_dir={follow}", "--init-from", str(published)]
+    assert main([*args, "optim.max_steps=1", "optim.lr=1e-12", "optim.ema_decay=0.0"]) == 0
+    before = load_file(published / "model.safetensors")
+    after = load_file(follow / "medim" / "model.safetensors")
+    for key in before:  # one step at a vanishing learning rate: still the published weights
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=1e-6, msg=key)
+    fresh = _copy_prepared(prepared, tmp_path / "fresh")
+    assert (
+        main(["medim", "--config", "tiny", f"output_dir={fresh}", "optim.max_steps=1", "optim.lr=1e-12"]) == 0
+    )
+    scratch = load_file(fresh / "medim" / "model.safetensors")
+    assert any(not torch.allclose(scratch[k], before[k]) for k in before)  # not what a fresh init gives
+    pipe = MeDiMPipeline.from_pretrained(follow / "medim", device="cpu")
+    chain = pipe.info["runs"]
+    assert [run["steps"] for run in chain] == [6, 1]
+    assert chain[1]["init_from"] == str(published) and "CPU" in chain[1]["device"]
+
+
+def test_warm_start_from_a_different_model_is_a_clear_error(prepared, tmp_path):
+    source = _copy_prepared(prepared, tmp_path / "source")
+    assert main(["medim", "--config", "tiny", f"output_dir={source}", "optim.max_steps=1"]) == 0
+    other = _copy_prepared(prepared, tmp_path / "other")
+    with pytest.raises(ValueError, match="backbone"):
+        main(
+            [
+                "medim",
+                "--config",
+                "tiny",
+                f"output_dir={other}",
+                f"model.init_from={source / 'medim'}",
+                "model.backbone.num_hidden_layers=3",
+            ]
+        )
+
+
+def test_clock_schedule_anneals_by_the_time_budget_whatever_the_step_count():
+    from train.stages.medim import clock_lr_factor
+
+    config = load_config(
+        "tiny",
+        [
+            "optim.max_steps=100000",
+            "optim.warmup_steps=10",
+            "optim.max_minutes=1",
+            "optim.schedule_by_clock=true",
+        ],
+    )
+    spent = {"fraction": 0.0}
+    factor = clock_lr_factor(config, lambda: spent["fraction"])
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)  # warm-up by steps
+    assert factor(20) == pytest.approx(1.0, abs=1e-6)  # no time spent, few steps: peak
+    spent["fraction"] = 0.5
+    assert factor(20) == pytest.approx(0.5)  # half the budget: half-way down the cosine
+    spent["fraction"] = 1.2
+    assert factor(20) == pytest.approx(0.0)
+    linear = clock_lr_factor(
+        load_config("tiny", ["optim.lr_schedule=linear", "optim.warmup_steps=0"]), lambda: 0.25
+    )
+    assert linear(1) == pytest.approx(0.75)

@@ -29,18 +29,21 @@ from train.logs import CsvLog, plot_loss_curves
 
 
 class TrainingProgress:
-    """The step counter as a checkpointable object (it is also the data position)."""
+    """The step counter as a checkpointable object (it is also the data position), with the tokens seen and the
+    training seconds spent before the current process started (the clock schedule's and budget's origin)."""
 
     def __init__(self):
         self.step = 0
         self.tokens = 0
+        self.seconds = 0.0
 
     def state_dict(self):
-        return {"step": self.step, "tokens": self.tokens}
+        return {"step": self.step, "tokens": self.tokens, "seconds": self.seconds}
 
     def load_state_dict(self, state):
         self.step = int(state["step"])
         self.tokens = int(state["tokens"])
+        self.seconds = float(state.get("seconds", 0.0))
 
 
 def build_model_config(config: TrainConfig, text_tokenizer, image_tokenizer) -> MeDiMConfig:
@@ -72,9 +75,13 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
     return torch.optim.AdamW(groups, lr=config.optim.lr, betas=config.optim.betas)
 
 
-def _scheduler(optimizer, config: TrainConfig):
+def _scheduler(optimizer, config: TrainConfig, clock=None):
+    """The learning-rate schedule. ``clock()`` (the fraction of the wall budget spent) is used when
+    ``optim.schedule_by_clock`` is on: progress is then the further along of steps and time."""
     from transformers import get_scheduler
 
+    if config.optim.schedule_by_clock and config.optim.max_minutes and clock is not None:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, clock_lr_factor(config, clock))
     kwargs = {}
     if config.optim.lr_schedule == "cosine_with_restarts":
         kwargs["num_cycles"] = config.optim.restarts
@@ -85,6 +92,61 @@ def _scheduler(optimizer, config: TrainConfig):
         num_training_steps=config.optim.max_steps,
         scheduler_specific_kwargs=kwargs,
     )
+
+
+def clock_lr_factor(config: TrainConfig, clock):
+    """Multiplier of the peak lr at a step: linear warm-up over warmup_steps, then the configured decay over
+    max(step progress, clock()) (cosine restarts are one cosine here: a budgeted run is one cycle)."""
+    warmup, total, kind = config.optim.warmup_steps, config.optim.max_steps, config.optim.lr_schedule
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, max((step - warmup) / max(1, total - warmup), clock()))
+        if kind == "constant_with_warmup":
+            return 1.0
+        if kind == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def warm_start(model: MeDiMModel, source: Path) -> dict:
+    """Load the denoiser weights of the pipeline directory ``source`` into ``model`` (same architecture and
+    vocabulary layout, else a ValueError naming what differs); returns the source's checkpoint_info."""
+    from safetensors.torch import load_model
+
+    source_config = MeDiMConfig.load(source / "medim_config.json")
+    mismatched = [
+        name
+        for name in (
+            "backbone",
+            "text_vocab_size",
+            "codebook_size",
+            "image_grid",
+            "max_text_tokens",
+            "causal_attention",
+            "timestep_conditioning",
+            "adaln_gate",
+            "text_prefix_ids",
+            "text_suffix_ids",
+        )
+        if getattr(source_config, name) != getattr(model.config, name)
+    ]
+    if mismatched:
+        details = "; ".join(
+            f"{name}: {getattr(source_config, name)!r} there, {getattr(model.config, name)!r} here"
+            for name in mismatched
+        )
+        raise ValueError(f"cannot warm-start from {source}: the model differs ({details})")
+    missing, unexpected = load_model(model, str(source / "model.safetensors"), strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"cannot warm-start from {source}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    info_path = source / "checkpoint_info.json"
+    return json.loads(info_path.read_text()) if info_path.is_file() else {}
 
 
 def _step_generator(seed: int, step: int, rank: int, micro: int) -> torch.Generator:
@@ -125,11 +187,15 @@ def run(config: TrainConfig, resume: str | None = None) -> Path:
     torch.set_num_threads(threads)
     set_seed(config.seed)
 
+    parts = {}
     for needed in ("text_tokenizer", "image_tokenizer"):
-        if not (out / needed).is_dir():
+        parts[needed] = out / needed
+        if not parts[needed].is_dir() and config.model.init_from:
+            parts[needed] = Path(config.model.init_from) / needed  # a warm start keeps the source's tokenizers
+        if not parts[needed].is_dir():
             raise ValueError(f"{out / needed} is missing: run the tokenizer and vq stages first (or `all`)")
-    text_tokenizer = load_text_tokenizer(out / "text_tokenizer")
-    image_tokenizer = VQImageTokenizer.from_pretrained(out / "image_tokenizer").eval()
+    text_tokenizer = load_text_tokenizer(parts["text_tokenizer"])
+    image_tokenizer = VQImageTokenizer.from_pretrained(parts["image_tokenizer"]).eval()
 
     model_config = build_model_config(config, text_tokenizer, image_tokenizer)
     model = MeDiMModel(
@@ -137,6 +203,10 @@ def run(config: TrainConfig, resume: str | None = None) -> Path:
     )
     model.gradient_checkpointing = config.model.gradient_checkpointing
     layout = model.layout
+    source_info = {}
+    if config.model.init_from and not resume:
+        source_info = warm_start(model, Path(config.model.init_from))
+        accelerator.print(f"warm start from {config.model.init_from}")
 
     with accelerator.main_process_first():
         ensure_corpus(config, is_main)
@@ -157,11 +227,18 @@ def run(config: TrainConfig, resume: str | None = None) -> Path:
         )
 
     optimizer = _optimizer(model, config)
-    scheduler = _scheduler(optimizer, config)
+    progress = TrainingProgress()
+    budget = config.optim.max_minutes * 60 if config.optim.max_minutes else math.inf
+    started = time.time()
+
+    def spent() -> float:
+        """Training seconds so far, across resumes."""
+        return progress.seconds + time.time() - started
+
+    scheduler = _scheduler(optimizer, config, clock=lambda: spent() / budget)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     unwrapped = accelerator.unwrap_model(model)
     ema = EMAModel(unwrapped.parameters(), decay=config.optim.ema_decay)
-    progress = TrainingProgress()
     accelerator.register_for_checkpointing(ema, progress)
 
     if resume:
@@ -171,6 +248,7 @@ def run(config: TrainConfig, resume: str | None = None) -> Path:
         else:
             accelerator.load_state(str(path))
             accelerator.print(f"resumed from {path} at step {progress.step}")
+    started = time.time()  # spent() counts from here on top of progress.seconds
 
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -201,8 +279,6 @@ def run(config: TrainConfig, resume: str | None = None) -> Path:
     tokens_per_step = (
         config.optim.batch_size * config.optim.grad_accum * layout.seq_len * accelerator.num_processes
     )
-    started = time.time()
-    budget = config.optim.max_minutes * 60 if config.optim.max_minutes else math.inf
     bar = tqdm(
         total=config.optim.max_steps, initial=progress.step, disable=not is_main, desc="medim", unit="step"
     )
@@ -249,14 +325,14 @@ def run(config: TrainConfig, resume: str | None = None) -> Path:
                 "nll_text": float(stats["nll_text"]),
                 "lr": scheduler.get_last_lr()[0],
                 "tokens_per_s": rate,
-                "minutes": (time.time() - started) / 60,
+                "minutes": spent() / 60,
             }
             train_log.write(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{rate:,.0f}")
             if trackers:
                 accelerator.log({k: v for k, v in row.items() if k != "step"}, step=progress.step)
 
-        last = progress.step == config.optim.max_steps or time.time() - started > budget
+        last = progress.step == config.optim.max_steps or spent() > budget
         if config.eval.val_every and (progress.step % config.eval.val_every == 0 or last):
             with ema_weights(ema, unwrapped):
                 val = validation_loss(unwrapped, val_cache, layout, config, accelerator.device)
@@ -269,18 +345,28 @@ def run(config: TrainConfig, resume: str | None = None) -> Path:
                 write_samples(unwrapped, text_tokenizer, image_tokenizer, val_cache, config, progress.step)
             model.train()
         if (config.eval.save_every and progress.step % config.eval.save_every == 0) or last:
+            progress.seconds, started = spent(), time.time()
             save_checkpoint(accelerator, out, progress.step, config.eval.keep_checkpoints)
         if last:
             break
     bar.close()
     accelerator.wait_for_everyone()
     check_processes_agree(accelerator, unwrapped)
-    wall_minutes = (time.time() - started) / 60
+    wall_minutes = spent() / 60
     export_dir = out / "medim"
     if is_main:
         with ema_weights(ema, unwrapped):
             write_samples(unwrapped, text_tokenizer, image_tokenizer, val_cache, config, progress.step)
-            export(unwrapped, text_tokenizer, image_tokenizer, config, progress, wall_minutes, export_dir)
+            export(
+                unwrapped,
+                text_tokenizer,
+                image_tokenizer,
+                config,
+                progress,
+                wall_minutes,
+                export_dir,
+                source_info,
+            )
         plot_loss_curves(out / "logs")
     accelerator.end_training()
     return export_dir
@@ -375,7 +461,14 @@ def write_samples(model, text_tokenizer, image_tokenizer, cache, config: TrainCo
 
 
 def export(
-    model, text_tokenizer, image_tokenizer, config: TrainConfig, progress, wall_minutes, export_dir
+    model,
+    text_tokenizer,
+    image_tokenizer,
+    config: TrainConfig,
+    progress,
+    wall_minutes,
+    export_dir,
+    source_info=None,
 ) -> None:
     train_csv = config.out / "logs" / "train.csv"
     val_csv = config.out / "logs" / "val.csv"
@@ -396,11 +489,39 @@ def export(
         "ema_decay": config.optim.ema_decay,
         "command": " ".join(["python", "-m", "train", *sys.argv[1:]]),
     }
+    info["runs"] = training_chain(source_info or {}, config, info)
     pipe = _pipeline(model, text_tokenizer, image_tokenizer, config, info)
     pipe.save_pretrained(export_dir)
     shutil.copy(config.out / "train_config.yaml", export_dir / "train_config.yaml")
     config.diffusion.save(export_dir / "diffusion_config.json")
     print(f"exported pipeline -> {export_dir}")
+
+
+def training_chain(source_info: dict, config: TrainConfig, info: dict) -> list[dict]:
+    """The runs that made this checkpoint, oldest first: the warm-start source's chain (or, for a source saved
+    before chains were recorded, its own summary) followed by this run."""
+    import platform
+
+    chain = list(source_info.get("runs") or [])
+    if source_info and not chain and source_info.get("kind") == "trained":
+        chain = [{k: source_info.get(k) for k in ("command", "steps", "tokens_seen", "wall_minutes")}]
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
+    chain.append(
+        {
+            "command": info["command"],
+            "init_from": config.model.init_from,
+            "steps": info["steps"],
+            "tokens_seen": info["tokens_seen"],
+            "wall_minutes": info["wall_minutes"],
+            "device": device,
+            "final_val": info["final_val"],
+        }
+    )
+    return chain
 
 
 def save_checkpoint(accelerator, out: Path, step: int, keep: int) -> None:

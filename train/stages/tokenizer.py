@@ -12,12 +12,18 @@ from train.config import TrainConfig
 from train.data import ensure_corpus, load_split, split_reports
 
 
+def _warm_start_part(config: TrainConfig, name: str) -> str | None:
+    """<model.init_from>/<name>: a warm start keeps the source's tokenizers, so its ids keep their meaning."""
+    return str(Path(config.model.init_from) / name) if config.model.init_from else None
+
+
 def run(config: TrainConfig) -> Path:
     from medim.tokenizers.text import load_text_tokenizer, train_bpe_tokenizer
 
     out = config.out / "text_tokenizer"
-    if config.tokenizer.path:
-        tokenizer = load_text_tokenizer(config.tokenizer.path)
+    source = config.tokenizer.path or _warm_start_part(config, "text_tokenizer")
+    if source:
+        tokenizer = load_text_tokenizer(source)
     else:
         ensure_corpus(config)
         dataset = load_split(config, config.data.train_split)

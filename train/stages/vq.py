@@ -10,7 +10,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from train.config import TrainConfig
-from train.data import ensure_corpus, load_split
+from train.data import corpus_root, ensure_corpus, load_split
+from train.stages.tokenizer import _warm_start_part
 
 
 class _Pixels(torch.utils.data.Dataset):
@@ -27,13 +28,39 @@ class _Pixels(torch.utils.data.Dataset):
         return to_model_tensor(self.dataset[index].image, self.image_size)
 
 
+def _feature_loss(config: TrainConfig):
+    """The perceptual loss's finding classifier: loaded from vq.feature_network, or trained on the training split
+    (its own seed, so it is not the evaluation judge)."""
+    from medim.metrics.judge import ConsistencyJudge, train_judge
+    from medim.tokenizers.vq_training import FindingFeatureLoss
+
+    if config.vq.feature_network:
+        network = ConsistencyJudge.load(config.vq.feature_network)
+    else:
+        network = train_judge(
+            corpus_root(config),
+            image_size=config.data.image_size,
+            epochs=config.vq.feature_epochs,
+            seed=config.seed + 1,
+            train_split=config.data.train_split,
+            heldout_split=config.data.val_split,
+            max_minutes=None,
+        )
+        network.save(config.out / "image_tokenizer_features")
+        print(
+            f"feature network for the VQ's perceptual loss: {network.record.get('heldout', {}).get('macro_auc')}"
+        )
+    return FindingFeatureLoss(network.network)
+
+
 def run(config: TrainConfig) -> Path:
     from medim.tokenizers.image import VQConfig, VQImageTokenizer
     from medim.tokenizers.vq_training import VQTrainingOptions, evaluate_vq, train_vq
 
     out = config.out / "image_tokenizer"
-    if config.vq.path:
-        tokenizer = VQImageTokenizer.from_pretrained(config.vq.path)
+    source = config.vq.path or _warm_start_part(config, "image_tokenizer")
+    if source:
+        tokenizer = VQImageTokenizer.from_pretrained(source)
         tokenizer.save_pretrained(out)
         return out
     ensure_corpus(config)
@@ -50,6 +77,7 @@ def run(config: TrainConfig) -> Path:
         num_workers=config.data.num_workers,
     )
     options = VQTrainingOptions(**{"seed": config.seed, **config.vq.options})
+    feature_loss = _feature_loss(config) if options.perceptual_weight > 0 else None
     log_path = config.out / "logs" / "vq.jsonl"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -72,6 +100,7 @@ def run(config: TrainConfig) -> Path:
             log_every=50,
             callback=record,
             options=options,
+            feature_loss=feature_loss,
         )
     val_images = DataLoader(
         _Pixels(load_split(config, config.data.val_split), config.data.image_size), batch_size=64

@@ -1,0 +1,254 @@
+"""Recipe search: train each variant for the same wall-clock budget, score it on the validation split.
+
+    python -m benchmarks.recipe --minutes 7 --corpus runs/corpus \
+        --text-tokenizer runs/tok/text_tokenizer --image-tokenizer runs/tok/image_tokenizer
+
+Every variant is `python -m train medim --config demo-cpu <overrides>` with `optim.max_minutes` set to the budget
+and the learning-rate schedule following the clock (so each run ends annealed however fast it steps), on the same
+corpus, tokenizers and seed. The scores are quick proxies of what the evaluation measures, all on the
+**validation** split (the test split is for the final evaluation only):
+
+- report / image infill: top-1 accuracy at 15 % masked real report tokens (resp. image tokens), the rest of the
+  pair visible (`medim.metrics.infill`);
+- image→report CE macro-F1 per domain: labeler findings of generated reports vs the reference report's;
+- report→image judge macro-F1 per domain: the bundled judge's reading of generated images vs the report's
+  findings; both at the checkpoint's default sampler.
+
+The load average before and after each run is in the table: a run that shared the CPU stepped fewer times.
+Results: benchmarks/results/recipe.md (+ recipe.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import REPO, RESULTS, load_judge, machine_description, markdown_table, write_result
+
+# name -> (overrides on top of the common ones, what it tests)
+VARIANTS: dict[str, tuple[list[str], str]] = {
+    "base": ([], "4 x 256 body (3.3 M non-embedding), batch 64, lr 2e-3, eq. 6 (ELBO) loss"),
+    "masked_mean": (
+        ["diffusion.loss_normalisation=masked_mean"],
+        "masked NLL averaged over the masked positions (no 1/t spikes)",
+    ),
+    "deep": (["model.backbone.num_hidden_layers=6"], "6 x 256 body (4.9 M): fewer tokens per parameter"),
+    "small": (
+        [
+            "model.backbone.hidden_size=192",
+            "model.backbone.intermediate_size=512",
+            "model.backbone.head_dim=48",
+        ],
+        "4 x 192 body (1.8 M): more steps",
+    ),
+    "lr_high": (["optim.lr=4e-3"], "peak lr 4e-3"),
+    "batch_small": (["optim.batch_size=32"], "batch 32: twice the steps"),
+    "no_joint": (
+        ["diffusion.task_weights={joint: 0.0, report2image: 0.5, image2report: 0.5}"],
+        "conditional tasks only",
+    ),
+}
+
+
+def common_overrides(args) -> list[str]:
+    return [
+        f"data.root={args.corpus}",
+        f"tokenizer.path={args.text_tokenizer}",
+        f"vq.path={args.image_tokenizer}",
+        f"optim.max_minutes={args.minutes}",
+        "optim.max_steps=100000",
+        "optim.schedule_by_clock=true",
+        f"threads={args.threads}",
+        "eval.val_every=100000",
+        "eval.sample_every=0",
+        "eval.save_every=100000",
+        "logging.tensorboard=false",
+    ]
+
+
+def _loadavg() -> str:
+    return "/".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def train_variant(name: str, overrides: list[str], args) -> tuple[Path, dict]:
+    out = Path(args.runs) / name
+    if out.exists():
+        shutil.rmtree(out)
+    shared_cache = Path(args.runs) / "_cache"
+    command = [
+        sys.executable,
+        "-m",
+        "train",
+        "all",
+        "--config",
+        args.config,
+        *common_overrides(args),
+        f"output_dir={out}",
+        *overrides,
+    ]
+    out.mkdir(parents=True)
+    if shared_cache.is_dir():  # every variant tokenises the same pairs the same way
+        shutil.copytree(shared_cache, out / "cache")
+    before = _loadavg()
+    started = time.time()
+    log = out / "train.log"
+    with open(log, "w") as handle:
+        result = subprocess.run(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
+    if result.returncode:
+        raise RuntimeError(f"variant {name} failed (exit {result.returncode}); see {log}")
+    if not shared_cache.is_dir():
+        shutil.copytree(out / "cache", shared_cache)
+    info = json.loads((out / "medim" / "checkpoint_info.json").read_text())
+    return out / "medim", {
+        "wall_minutes": (time.time() - started) / 60,
+        "load_before": before,
+        "load_after": _loadavg(),
+        "steps": info["steps"],
+        "tokens_seen": info["tokens_seen"],
+        "val_loss": (info.get("final_val") or {}).get("val_loss"),
+    }
+
+
+def score(checkpoint: Path, corpus: Path, eval_pairs: int, infill_pairs: int, judge, seed: int = 0) -> dict:
+    """The validation proxies of one checkpoint (see the module docstring)."""
+    import torch
+
+    from medim.evaluation import EvaluationSettings, Evaluator, load_eval_dataset
+    from medim.metrics.infill import infill_accuracy
+    from medim.pipeline import MeDiMPipeline
+    from train.data import open_cache
+
+    pipe = MeDiMPipeline.from_pretrained(checkpoint, device="cpu")
+    cache = open_cache(checkpoint.parent / "cache" / "val")
+    rows = list(range(min(infill_pairs, len(cache))))
+    sequences = pipe.layout.pack(
+        torch.from_numpy(cache.text_ids[rows].astype("int64")),
+        torch.from_numpy(cache.image_codes[rows].astype("int64")),
+    )
+    schedule = pipe.info.get("noise_schedule", "loglinear")
+    scores = {
+        "report_infill": infill_accuracy(pipe.model, sequences, "text", schedule=schedule, seed=seed)[
+            "accuracy"
+        ],
+        "image_infill": infill_accuracy(pipe.model, sequences, "image", schedule=schedule, seed=seed)[
+            "accuracy"
+        ],
+    }
+    dataset = load_eval_dataset(corpus, "val")
+    records = [dataset[i] for i in range(min(eval_pairs, len(dataset)))]
+    settings = EvaluationSettings(
+        tasks=("report2image", "image2report"), batch_size=50, seed=seed, text_metrics=("nltk",)
+    )
+    evaluator = Evaluator(pipe, records, settings, judge=judge, progress=False)
+    image2report = evaluator.image2report()
+    report2image = evaluator.report2image()
+    for domain, entry in image2report["per_domain"].items():
+        scores[f"ce_f1/{domain}"] = entry["ce"]["f1_macro"]
+        scores[f"ce_f1_chance/{domain}"] = (entry.get("ce_chance") or {}).get("f1_macro")
+    for domain, entry in report2image["per_domain"].items():
+        scores[f"judge_f1/{domain}"] = entry["consistency"].get("f1_macro")
+        scores[f"judge_f1_chance/{domain}"] = (entry.get("chance_consistency") or {}).get("f1_macro")
+    return scores
+
+
+def _table(results: dict) -> str:
+    domains = ("chest_xray", "pathology")
+    header = [
+        "variant",
+        "what it tests",
+        "steps",
+        "tokens (M)",
+        "val loss",
+        "report infill",
+        "image infill",
+        *[f"CE-F1 {d}" for d in domains],
+        *[f"judge F1 {d}" for d in domains],
+        "load before/after",
+    ]
+    rows = []
+    for name, entry in results.items():
+        run, s = entry["run"], entry["scores"]
+        rows.append(
+            [
+                name,
+                entry["note"],
+                run["steps"],
+                run["tokens_seen"] / 1e6,
+                run["val_loss"] if run["val_loss"] is not None else "-",
+                s["report_infill"],
+                s["image_infill"],
+                *[s.get(f"ce_f1/{d}", "-") for d in domains],
+                *[s.get(f"judge_f1/{d}", "-") for d in domains],
+                f"{run['load_before']} / {run['load_after']}",
+            ]
+        )
+    chance = next(iter(results.values()))["scores"]
+    chance_line = (
+        "Chance levels on the same pairs (reports / images of other patients of the domain): "
+        + ", ".join(
+            f"CE-F1 {d} {chance.get(f'ce_f1_chance/{d}') or float('nan'):.3f}, "
+            f"judge F1 {d} {chance.get(f'judge_f1_chance/{d}') or float('nan'):.3f}"
+            for d in domains
+        )
+    )
+    return markdown_table(header, rows) + "\n\n" + chance_line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.recipe", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=7.0, help="wall budget per variant")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {','.join(VARIANTS)}")
+    parser.add_argument("--config", default="demo-cpu", help="the preset the variants modify")
+    parser.add_argument("--corpus", required=True, help="synthetic corpus root (train/ and val/ splits)")
+    parser.add_argument("--text-tokenizer", required=True)
+    parser.add_argument("--image-tokenizer", required=True)
+    parser.add_argument("--runs", default="runs/recipe", help="where the variants train")
+    parser.add_argument("--eval-pairs", type=int, default=100)
+    parser.add_argument("--infill-pairs", type=int, default=400)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--judge", default=str(REPO / "assets" / "judge"))
+    parser.add_argument("--out", default=str(RESULTS / "recipe.md"))
+    args = parser.parse_args(argv)
+    names = [n for n in args.variants.split(",") if n]
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    judge = load_judge(Path(args.judge))
+    machine = machine_description()
+    json_path = Path(args.out).with_suffix(".json")
+    results = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    for name in names:
+        overrides, note = VARIANTS[name]
+        print(f"[recipe] {name}: training {args.minutes} min ({note})", flush=True)
+        checkpoint, run = train_variant(name, overrides, args)
+        print(f"[recipe] {name}: {run['steps']} steps; scoring on val", flush=True)
+        scores = score(checkpoint, Path(args.corpus), args.eval_pairs, args.infill_pairs, judge)
+        results[name] = {"note": note, "overrides": overrides, "run": run, "scores": scores}
+        print(f"[recipe] {name}: {json.dumps(scores)}", flush=True)
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+        sections = [
+            f"Each variant: `python -m train all --config {args.config} {' '.join(common_overrides(args))} "
+            "<overrides>`; scored on the first "
+            f"{args.eval_pairs} validation pairs (infill on {args.infill_pairs}), seed 0, default sampler.",
+            "## Validation proxies at an equal wall budget",
+            _table(results),
+            "Overrides per variant: "
+            + "; ".join(f"`{n}`: {' '.join(r['overrides']) or '(none)'}" for n, r in results.items()),
+        ]
+        write_result(
+            "recipe", f"Recipe search: {args.minutes:g} minutes per variant", sections, machine, args.out
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
