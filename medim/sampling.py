@@ -182,7 +182,10 @@ class MaskGITSampler:
         picked = torch.nan_to_num(logits[rows].float(), nan=float("-inf"), posinf=1e4, neginf=float("-inf"))
         allowed = self.allowed_mask(logits.device)[rows[1]]
         if cfg.pad_suffix:
-            constrained = allowed & self._pad_suffix_allowed(x_t)[rows]
+            pad_banned, words_banned = self._pad_suffix_bans(x_t)
+            constrained = allowed.clone()
+            constrained[:, self.layout.pad_id] &= ~pad_banned[rows]
+            constrained[:, : self.layout.text_vocab_size] &= ~words_banned[rows][:, None]
             # a given (inpainting) report with words after a <pad> can leave nothing: then the rule yields
             constrained_empty = ~constrained.any(-1, keepdim=True)
             allowed = torch.where(constrained_empty, allowed, constrained)
@@ -227,31 +230,29 @@ class MaskGITSampler:
     def _text_positions(self, device) -> torch.Tensor:
         return self.layout.position_modality.to(device) == TEXT
 
-    def _pad_suffix_allowed(self, x_t: torch.Tensor) -> torch.Tensor:
-        """BoolTensor [B, L, V]: False for <pad> at report positions before the last word already in place
-        (decoded or given), and for words after a <pad> already in place."""
+    def _pad_suffix_bans(self, x_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """BoolTensors [B, L]: where <pad> may not go (report positions before the last word already in place,
+        decoded or given) and where words may not go (after a <pad> already in place)."""
         layout = self.layout
         is_text = self._text_positions(x_t.device)[None]
         position = torch.arange(x_t.shape[1], device=x_t.device)[None]
         word = is_text & (x_t != layout.mask_id) & (x_t != layout.pad_id)
-        pad = is_text & (x_t == layout.pad_id)
         last_word = torch.where(word, position, -1).amax(-1, keepdim=True)
-        first_pad = torch.where(pad, position, x_t.shape[1]).amin(-1, keepdim=True)
-        allowed = torch.ones((*x_t.shape, layout.vocab_size), dtype=torch.bool, device=x_t.device)
-        allowed[..., layout.pad_id] = ~(is_text & (position < last_word))
-        words_banned = is_text & (position > first_pad)
-        allowed[..., : layout.text_vocab_size] &= ~words_banned[..., None]
-        return allowed
+        return is_text & (position < last_word), is_text & (position > self._first_pad(x_t))
+
+    def _first_pad(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[B, 1]: the first report position holding <pad> (the sequence length when there is none)."""
+        is_text = self._text_positions(tokens.device)[None]
+        position = torch.arange(tokens.shape[1], device=tokens.device)[None]
+        return torch.where(is_text & (tokens == self.layout.pad_id), position, tokens.shape[1]).amin(
+            -1, keepdim=True
+        )
 
     def _fill_after_pad(self, tokens: torch.Tensor, commit: torch.Tensor, masked: torch.Tensor):
         """Every position that was masked after the first <pad> now in place becomes a committed <pad> (a word
         committed there in this same step loses to the earlier end of the report)."""
-        layout = self.layout
         is_text = self._text_positions(tokens.device)[None]
         position = torch.arange(tokens.shape[1], device=tokens.device)[None]
-        first_pad = torch.where(is_text & (tokens == layout.pad_id), position, tokens.shape[1]).amin(
-            -1, keepdim=True
-        )
-        fill = is_text & masked & (position > first_pad)
-        tokens = torch.where(fill, torch.full_like(tokens, layout.pad_id), tokens)
+        fill = is_text & masked & (position > self._first_pad(tokens))
+        tokens = torch.where(fill, torch.full_like(tokens, self.layout.pad_id), tokens)
         return tokens, commit | fill
