@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import REPO, RESULTS, load_judge, machine_description, markdown_table, write_result
+from medim.tokenizers.vq_training import code_statistics
 
 DOMAINS = ("chest_xray", "pathology")
 
@@ -38,9 +39,9 @@ def _macro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
     )
 
 
-def judge_macro_f1(judge, pixels: torch.Tensor, data, domain_index: int) -> float:
-    """Macro-F1 of the judge's findings of ``domain`` on uint8 ``pixels`` against the images' labels."""
-    probabilities, _ = judge.predict(pixels)
+def judge_macro_f1(judge, probabilities: np.ndarray, data, domain_index: int) -> float:
+    """Macro-F1 of the judge's findings of one domain (``probabilities`` = ``judge.predict(pixels)[0]`` of the
+    images of ``data``) against the images' labels."""
     columns = [c for c, (d, _) in enumerate(judge.config.output_names) if d == DOMAINS[domain_index]]
     rows = (data.domain_index == domain_index).numpy()
     truth = data.targets[rows][:, columns].numpy().astype(int)
@@ -71,12 +72,6 @@ def one_hot(ids: np.ndarray, codebook_size: int):
     return csr_matrix(
         (np.ones(len(columns), dtype=np.float32), (rows, columns)), shape=(n, positions * codebook_size)
     )
-
-
-def code_stats(ids: np.ndarray, codebook_size: int) -> tuple[float, float]:
-    counts = np.bincount(ids.ravel(), minlength=codebook_size).astype(float)
-    p = counts[counts > 0] / counts.sum()
-    return float((counts > 0).mean()), float(math.exp(-(p * np.log(p)).sum()))
 
 
 def psnr(reconstruction: torch.Tensor, original: torch.Tensor) -> float:
@@ -162,17 +157,19 @@ def evaluate_row(row, judge, train, val) -> dict:
     train_ids = row.encode(train.pixels, train.domain_index)
     val_ids = row.encode(val.pixels, val.domain_index)
     reconstruction = row.decode(val_ids, val.domain_index)
+    judged, _ = judge.predict(reconstruction)  # once for both domains
     result = {"tokens": int(val_ids.shape[1]), "codebook": row.codebook_size}
     for index, domain in enumerate(DOMAINS):
         rows_v = (val.domain_index == index).numpy()
         rows_t = (train.domain_index == index).numpy()
         columns = [c for c, (d, _) in enumerate(judge.config.output_names) if d == domain]
-        usage, perplexity = code_stats(val_ids[rows_v], row.codebook_size)
+        counts = torch.bincount(torch.from_numpy(val_ids[rows_v]).flatten(), minlength=row.codebook_size)
+        usage, perplexity = code_statistics(counts)
         result[domain] = {
             "psnr": psnr(reconstruction[rows_v], val.pixels[rows_v]),
             "usage": usage,
             "perplexity": perplexity,
-            "judge_f1": judge_macro_f1(judge, reconstruction, val, index),
+            "judge_f1": judge_macro_f1(judge, judged, val, index),
             "probe_f1": linear_probe(
                 one_hot(train_ids[rows_t], row.codebook_size),
                 train.targets[rows_t][:, columns].numpy().astype(int),
@@ -185,12 +182,13 @@ def evaluate_row(row, judge, train, val) -> dict:
 
 def pixel_probe(judge, train, val) -> dict:
     result = {}
+    judged, _ = judge.predict(val.pixels)
     for index, domain in enumerate(DOMAINS):
         rows_v = (val.domain_index == index).numpy()
         rows_t = (train.domain_index == index).numpy()
         columns = [c for c, (d, _) in enumerate(judge.config.output_names) if d == domain]
         result[domain] = {
-            "judge_f1": judge_macro_f1(judge, val.pixels, val, index),
+            "judge_f1": judge_macro_f1(judge, judged, val, index),
             "probe_f1": linear_probe(
                 train.pixels[rows_t].float().flatten(1).numpy() / 255.0,
                 train.targets[rows_t][:, columns].numpy().astype(int),
