@@ -140,6 +140,23 @@ def default_device() -> torch.device:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def load_denoiser_weights(model: MeDiMModel, weights: str | os.PathLike) -> None:
+    """Load ``model.safetensors`` into ``model`` exactly: a missing file, a shape mismatch or any missing or
+    unexpected tensor is a ValueError naming the file (nothing is unpickled)."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise ValueError(f"{weights} is missing")
+    try:
+        missing, unexpected = load_model(model, str(weights), strict=False)
+    except Exception as error:
+        raise ValueError(f"{weights} does not match the config in {weights.parent}: {error}") from error
+    if missing or unexpected:
+        raise ValueError(
+            f"{weights} does not match its config: missing {sorted(missing)[:5]}, unexpected "
+            f"{sorted(unexpected)[:5]}"
+        )
+
+
 class MeDiMPipeline:
     """Generation with a MeDiM checkpoint. Build with `from_pretrained(path)`; all methods are thread-compatible
     (each call owns its tensors and its torch.Generator)."""
@@ -199,18 +216,8 @@ class MeDiMPipeline:
         except (ValueError, TypeError, KeyError, json.JSONDecodeError) as error:
             raise ValueError(f"{root / 'medim_config.json'} is not a valid MeDiM config: {error}") from error
         weights = root / "model.safetensors"
-        if not weights.is_file():
-            raise ValueError(f"{weights} is missing")
         model = MeDiMModel(config)
-        try:
-            missing, unexpected = load_model(model, str(weights), strict=False)
-        except Exception as error:
-            raise ValueError(f"{weights} does not match the config in {root}: {error}") from error
-        if missing or unexpected:
-            raise ValueError(
-                f"{weights} does not match its config: missing {sorted(missing)[:5]}, unexpected "
-                f"{sorted(unexpected)[:5]}"
-            )
+        load_denoiser_weights(model, weights)
         sampler = SamplerConfig()
         if (root / "sampler_config.json").is_file():
             sampler = SamplerConfig.load(root / "sampler_config.json")

@@ -112,10 +112,16 @@ def clock_lr_factor(config: TrainConfig, clock):
     return factor
 
 
-def warm_start(model: MeDiMModel, source: Path) -> dict:
+def source_checkpoint_info(source: Path) -> dict:
+    """The warm-start source's checkpoint_info.json (its training chain), or {} when it has none."""
+    info_path = source / "checkpoint_info.json"
+    return json.loads(info_path.read_text()) if info_path.is_file() else {}
+
+
+def warm_start(model: MeDiMModel, source: Path) -> None:
     """Load the denoiser weights of the pipeline directory ``source`` into ``model`` (same architecture and
-    vocabulary layout, else a ValueError naming what differs); returns the source's checkpoint_info."""
-    from safetensors.torch import load_model
+    vocabulary layout, else a ValueError naming what differs)."""
+    from medim.pipeline import load_denoiser_weights
 
     source_config = MeDiMConfig.load(source / "medim_config.json")
     mismatched = [
@@ -140,13 +146,7 @@ def warm_start(model: MeDiMModel, source: Path) -> dict:
             for name in mismatched
         )
         raise ValueError(f"cannot warm-start from {source}: the model differs ({details})")
-    missing, unexpected = load_model(model, str(source / "model.safetensors"), strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"cannot warm-start from {source}: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    info_path = source / "checkpoint_info.json"
-    return json.loads(info_path.read_text()) if info_path.is_file() else {}
+    load_denoiser_weights(model, source / "model.safetensors")
 
 
 def _step_generator(seed: int, step: int, rank: int, micro: int) -> torch.Generator:
@@ -191,7 +191,9 @@ def run(config: TrainConfig, resume: str | None = None) -> Path:
     for needed in ("text_tokenizer", "image_tokenizer"):
         parts[needed] = out / needed
         if not parts[needed].is_dir() and config.model.init_from:
-            parts[needed] = Path(config.model.init_from) / needed  # a warm start keeps the source's tokenizers
+            parts[needed] = (
+                Path(config.model.init_from) / needed
+            )  # a warm start keeps the source's tokenizers
         if not parts[needed].is_dir():
             raise ValueError(f"{out / needed} is missing: run the tokenizer and vq stages first (or `all`)")
     text_tokenizer = load_text_tokenizer(parts["text_tokenizer"])
@@ -204,9 +206,12 @@ def run(config: TrainConfig, resume: str | None = None) -> Path:
     model.gradient_checkpointing = config.model.gradient_checkpointing
     layout = model.layout
     source_info = {}
-    if config.model.init_from and not resume:
-        source_info = warm_start(model, Path(config.model.init_from))
-        accelerator.print(f"warm start from {config.model.init_from}")
+    if config.model.init_from:
+        # a resumed run gets its weights from the checkpoint, but its chain still starts at the source
+        source_info = source_checkpoint_info(Path(config.model.init_from))
+        if not resume:
+            warm_start(model, Path(config.model.init_from))
+            accelerator.print(f"warm start from {config.model.init_from}")
 
     with accelerator.main_process_first():
         ensure_corpus(config, is_main)
