@@ -31,7 +31,7 @@ from pathlib import Path
 
 from benchmarks.common import REPO, RESULTS, load_judge, machine_description, markdown_table, write_result
 
-# name -> (overrides on top of the common ones, what it tests)
+# name -> (overrides on top of the common ones, what it tests); {minutes} / {half} stand for the budget / half of it
 VARIANTS: dict[str, tuple[list[str], str]] = {
     "base": ([], "4 x 256 body (3.3 M non-embedding), batch 64, lr 2e-3, eq. 6 (ELBO) loss"),
     "masked_mean": (
@@ -46,6 +46,16 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
             "model.backbone.head_dim=48",
         ],
         "4 x 192 body (1.8 M): more steps",
+    ),
+    "small_pretrain": (
+        [
+            "model.backbone.hidden_size=192",
+            "model.backbone.intermediate_size=512",
+            "model.backbone.head_dim=48",
+            "pretrain.max_minutes={half}",
+            "optim.max_minutes={half}",
+        ],
+        "4 x 192 body: half the budget as a causal LM (every token scored), then adapted (mask off, AdaLN-Zero)",
     ),
     "lr_high": (["optim.lr=4e-3"], "peak lr 4e-3"),
     "batch_small": (["optim.batch_size=32"], "batch 32: twice the steps"),
@@ -90,7 +100,7 @@ def train_variant(name: str, overrides: list[str], args) -> tuple[Path, dict]:
         args.config,
         *common_overrides(args),
         f"output_dir={out}",
-        *overrides,
+        *(item.format(minutes=args.minutes, half=args.minutes / 2) for item in overrides),
     ]
     out.mkdir(parents=True)
     if shared_cache.is_dir():  # every variant tokenises the same pairs the same way
@@ -105,12 +115,14 @@ def train_variant(name: str, overrides: list[str], args) -> tuple[Path, dict]:
     if not shared_cache.is_dir():
         shutil.copytree(out / "cache", shared_cache)
     info = json.loads((out / "medim" / "checkpoint_info.json").read_text())
+    chain = [run for run in info.get("runs") or [] if run.get("objective") == "causal_lm"] + [info]
     return out / "medim", {
         "wall_minutes": (time.time() - started) / 60,
         "load_before": before,
         "load_after": _loadavg(),
-        "steps": info["steps"],
-        "tokens_seen": info["tokens_seen"],
+        # a pretrained variant's steps and tokens include its causal-LM run
+        "steps": sum(run["steps"] for run in chain),
+        "tokens_seen": sum(run["tokens_seen"] for run in chain),
         "val_loss": (info.get("final_val") or {}).get("val_loss"),
     }
 

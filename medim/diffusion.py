@@ -233,3 +233,30 @@ def _task_positions(task: str, layout: VocabLayout) -> int:
     if task == "image2report":
         return layout.text_tokens
     return layout.image_tokens + layout.text_tokens
+
+
+def causal_lm_loss(logits: torch.Tensor, x0: torch.Tensor, layout: VocabLayout) -> tuple[torch.Tensor, dict]:
+    """Next-token loss of the causal pretraining stage, for logits [B, L, V] of clean sequences x0 [B, L].
+
+    Hidden state p predicts token p + 1. Every image code is scored, and the report up to and including its
+    first pad (so the model learns where a report ends); the pads after it, <eoi> and any fixed prefix/suffix
+    are known and not scored. Unlike eq. 6, every scored token of every sequence teaches the model each step.
+    Returns (mean NLL over scored tokens, stats with detached per-modality NLLs).
+    """
+    modality = layout.position_modality.to(x0.device)[None].expand_as(x0)
+    scored = modality != 0
+    text = x0[:, layout.text_slice]
+    is_pad = text == layout.pad_id
+    after_first_pad = (torch.cumsum(is_pad.long(), dim=1) - is_pad.long()) > 0
+    scored[:, layout.text_slice] &= ~after_first_pad
+    logits = logits[:, :-1].float().clone()
+    logits[..., layout.mask_id] = float("-inf")
+    targets, scored, modality = x0[:, 1:], scored[:, 1:], modality[:, 1:]
+    nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # [B, L - 1]
+    loss = (nll * scored).sum() / scored.sum().clamp_min(1)
+    with torch.no_grad():
+        stats = {}
+        for name, kind in (("image", IMAGE), ("text", TEXT)):
+            sel = scored & (modality == kind)
+            stats[f"nll_{name}"] = nll[sel].mean() if sel.any() else torch.tensor(float("nan"))
+    return loss, stats

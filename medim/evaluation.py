@@ -299,7 +299,7 @@ class Evaluator:
         if self.judge is None or min(len(rows) for rows in self.groups.values()) < 2:
             return {}
         rng = np.random.default_rng(self.settings.seed)
-        keys = ("f1_micro", "agreement", "exact_match")
+        keys = ("f1_macro", "f1_micro", "agreement", "exact_match")
         sums = {domain: dict.fromkeys(keys, 0.0) for domain in self.groups}
         for _ in range(repeats):
             shuffled = list(reports)

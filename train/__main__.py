@@ -1,5 +1,8 @@
-"""`python -m train tokenizer|vq|medim|all --config PRESET_OR_YAML [key.sub=value ...] [--resume latest]
-[--init-from DIR]`."""
+"""`python -m train tokenizer|vq|pretrain|medim|all --config PRESET_OR_YAML [key.sub=value ...]
+[--resume latest] [--init-from DIR]`.
+
+`all` runs tokenizer, vq, then pretrain (when pretrain.max_steps or pretrain.max_minutes is set; the medim stage
+then starts from its export), then medim."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from train.config import load_config
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__)
-    parser.add_argument("stage", choices=["tokenizer", "vq", "medim", "all"])
+    parser.add_argument("stage", choices=["tokenizer", "vq", "pretrain", "medim", "all"])
     parser.add_argument("--config", required=True, help="a preset name (train/configs/*.yaml) or a YAML file")
     parser.add_argument("--resume", help="'latest' or a checkpoint directory (medim stage)")
     parser.add_argument(
@@ -26,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.init_from:
             overrides.append(f"model.init_from={args.init_from}")
         config = load_config(args.config, overrides)
+        if args.stage == "all" and config.pretrain.enabled and config.model.init_from:
+            raise ValueError(
+                "pretrain.* and model.init_from both choose the medim stage's start: set one of them"
+            )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -33,12 +40,20 @@ def main(argv: list[str] | None = None) -> int:
 
     if config.threads:
         torch.set_num_threads(config.threads)
-    from train.stages import medim, tokenizer, vq
+    from train.stages import medim, pretrain, tokenizer, vq
 
     if args.stage in ("tokenizer", "all"):
         tokenizer.run(config)
     if args.stage in ("vq", "all"):
         vq.run(config)
+    if args.stage == "pretrain" or (args.stage == "all" and config.pretrain.enabled):
+        try:
+            exported = pretrain.run(config, resume=args.resume if args.stage == "pretrain" else None)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        if args.stage == "all":
+            config.model.init_from = str(exported)
     if args.stage in ("medim", "all"):
         medim.run(config, resume=args.resume)
     return 0

@@ -127,6 +127,21 @@ class OptimConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """Stage `pretrain`: the backbone learns the `<boi> image <eoi> report` sequences as a causal LM first (every
+    token scored each step), and the `medim` stage then adapts it: causal mask removed, AdaLN-Zero added in the
+    `(1 + gate)` form, so the adapted model starts as the pretrained blocks. Off when both budgets are 0/None;
+    `python -m train all` runs it before `medim` when it is on. Shares optim.* except the budget."""
+
+    max_steps: int = 0
+    max_minutes: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_steps > 0 or bool(self.max_minutes)
+
+
+@dataclass
 class EvalConfig:
     val_every: int = 50
     val_batches: int = 4
@@ -156,6 +171,7 @@ class TrainConfig:
     model: ModelStageConfig = field(default_factory=ModelStageConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)

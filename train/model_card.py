@@ -42,6 +42,20 @@ def publish(run: Path, out: Path) -> None:
         shutil.copy(run / "logs" / "loss_curve.png", out / "loss_curve.png")
 
 
+def test_corpus(run: Path, data: Path | None = None) -> Path:
+    """The corpus a run trained on: an explicit root, the run's `data.root`, or the corpus it generated."""
+    if data is not None:
+        return data
+    config_path = run / "medim" / "train_config.yaml"
+    if config_path.is_file():
+        import yaml
+
+        root = (yaml.safe_load(config_path.read_text()).get("data") or {}).get("root")
+        if root:
+            return Path(root)
+    return run / "corpus"
+
+
 def contact_sheet(pipe, records, path: Path, seed: int = 0, cell: int = 192) -> Path:
     """Rows of (report text, image generated from it, the reference image) for test-split pairs."""
     reports = [record.report for record in records]
@@ -71,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--run", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="corpus root with a test/ split (default: the run's data.root, else <run>/corpus)",
+    )
     parser.add_argument("--rows", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -80,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     publish(args.run, args.out)
     pipe = MeDiMPipeline.from_pretrained(args.out, device="cpu")
-    test = ManifestDataset(args.run / "corpus" / "test" / "metadata.jsonl")
+    test = ManifestDataset(test_corpus(args.run, args.data) / "test" / "metadata.jsonl")
     # alternate domains so both appear: the corpus interleaves chest (even) and pathology (odd) indices
     records = [test[index] for index in range(min(args.rows, len(test)))]
     print(contact_sheet(pipe, records, args.out / "contact_sheet.png"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -172,6 +173,84 @@ def test_warm_start_from_a_different_model_is_a_clear_error(prepared, tmp_path):
                 "model.backbone.num_hidden_layers=3",
             ]
         )
+
+
+def test_pretrain_then_adapt_starts_the_denoiser_from_the_causal_lm(prepared, tmp_path):
+    """`all` with a pretrain budget: a causal LM is trained and exported, the medim stage starts from it (its
+    backbone weights, fresh AdaLN-Zero) and both runs are in the exported chain."""
+    from medim.config import MeDiMConfig
+    from medim.pipeline import MeDiMPipeline
+
+    out = _copy_prepared(prepared, tmp_path / "run")
+    args = ["all", "--config", "tiny", f"output_dir={out}", "pretrain.max_steps=4", "optim.max_steps=1"]
+    assert main([*args, "optim.lr=1e-12", "optim.ema_decay=0.0"]) == 0
+    pretrained = MeDiMConfig.load(out / "pretrain" / "medim_config.json")
+    assert pretrained.causal_attention is True and pretrained.timestep_conditioning == "off"
+    rows = CsvLog.read(out / "pretrain_run" / "logs" / "train.csv")
+    assert rows and all(float(row["loss"]) > 0 for row in rows)
+    adapted = MeDiMPipeline.from_pretrained(out / "medim", device="cpu")
+    assert adapted.config.causal_attention is False and adapted.config.timestep_conditioning == "adaln"
+    chain = adapted.info["runs"]
+    assert [run["objective"] for run in chain] == ["causal_lm", "diffusion"]
+    assert [run["steps"] for run in chain] == [4, 1]
+    source = load_file(out / "pretrain" / "model.safetensors")
+    after = load_file(out / "medim" / "model.safetensors")
+    for key in source:  # one step at a vanishing learning rate: still the pretrained backbone
+        torch.testing.assert_close(after[key], source[key], rtol=0, atol=1e-6, msg=key)
+    assert any(key.startswith("adaln.") for key in set(after) - set(source))
+
+
+def test_adapting_a_causal_lm_keeps_its_function_at_step_zero(prepared, tmp_path):
+    """AdaLN-Zero in the (1 + gate) form: the adapted model, with the causal mask kept, computes exactly what the
+    pretrained causal LM computes, at every t (removing the mask is then the only change)."""
+    from medim.modeling import MeDiMModel
+    from medim.pipeline import MeDiMPipeline
+    from train.stages.medim import warm_start
+
+    out = _copy_prepared(prepared, tmp_path / "run")
+    assert main(["pretrain", "--config", "tiny", f"output_dir={out}", "pretrain.max_steps=3"]) == 0
+    source = MeDiMPipeline.from_pretrained(out / "pretrain", device="cpu").model.eval()
+    config = dataclasses.replace(source.config, timestep_conditioning="adaln", adaln_gate="one_plus")
+    adapted = MeDiMModel(config).eval()
+    warm_start(adapted, out / "pretrain")
+    torch.manual_seed(0)
+    tokens = torch.randint(0, source.layout.vocab_size - 1, (3, source.layout.seq_len))
+    with torch.no_grad():
+        expected = source(tokens, torch.zeros(3))
+        for t in (0.0, 0.3, 1.0):
+            torch.testing.assert_close(adapted(tokens, torch.full((3,), t)), expected, rtol=0, atol=1e-5)
+
+
+def test_pretrain_and_init_from_together_are_refused(prepared, tmp_path, capsys):
+    out = _copy_prepared(prepared, tmp_path / "run")
+    code = main(
+        ["all", "--config", "tiny", f"output_dir={out}", "pretrain.max_steps=2", f"model.init_from={out}"]
+    )
+    assert code == 2 and "set one of them" in capsys.readouterr().err
+
+
+def test_causal_lm_loss_scores_the_report_up_to_its_first_pad_and_every_image_code():
+    from medim.diffusion import causal_lm_loss
+    from medim.vocab import VocabLayout
+
+    layout = VocabLayout(text_vocab_size=10, codebook_size=6, image_tokens=4, text_tokens=5)
+    text = torch.tensor([[1, 2, layout.pad_id, layout.pad_id, layout.pad_id]])
+    x0 = layout.pack(text, torch.tensor([[0, 1, 2, 3]]))
+    logits = torch.randn(1, layout.seq_len, layout.vocab_size, generator=torch.Generator().manual_seed(0))
+    loss, stats = causal_lm_loss(logits, x0, layout)
+    # scored targets: 4 image codes (predicted from <boi> and codes 0-2) and report tokens 1, 2 and the first
+    # pad (predicted from <eoi>, 1, 2); <eoi> itself and the two trailing pads are known
+    log_probs = logits[:, :-1].clone()
+    log_probs[..., layout.mask_id] = float("-inf")
+    log_probs = log_probs.log_softmax(-1)[0]
+    targets = x0[0, 1:]
+    scored = [0, 1, 2, 3, 5, 6, 7]
+    manual = -torch.stack([log_probs[p, targets[p]] for p in scored]).mean()
+    torch.testing.assert_close(loss, manual)
+    torch.testing.assert_close(stats["nll_image"], -torch.stack([log_probs[p, targets[p]] for p in scored[:4]]).mean())
+    changed = logits.clone()
+    changed[0, 8:] += 100 * torch.randn(layout.seq_len - 8, layout.vocab_size)  # predicts the trailing pads
+    torch.testing.assert_close(causal_lm_loss(changed, x0, layout)[0], loss)
 
 
 def test_clock_schedule_anneals_by_the_time_budget_whatever_the_step_count():

@@ -21,7 +21,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from medim.config import MeDiMConfig
-from medim.diffusion import diffusion_loss, make_training_batch
+from medim.diffusion import causal_lm_loss, diffusion_loss, make_training_batch
 from medim.modeling import MeDiMModel, build_backbone
 from train.config import TrainConfig
 from train.data import BatchSampler, build_cache, ensure_corpus, open_cache
@@ -118,12 +118,25 @@ def source_checkpoint_info(source: Path) -> dict:
     return json.loads(info_path.read_text()) if info_path.is_file() else {}
 
 
+ADAPTATION_MODULES = ("timestep_embedder.", "adaln.")
+
+
 def warm_start(model: MeDiMModel, source: Path) -> None:
     """Load the denoiser weights of the pipeline directory ``source`` into ``model`` (same architecture and
-    vocabulary layout, else a ValueError naming what differs)."""
+    vocabulary layout, else a ValueError naming what differs).
+
+    A causal source without timestep conditioning (the `pretrain` stage's export) may initialise a bidirectional,
+    timestep-conditioned model: that is MeDiM's adaptation of a pretrained LM. The backbone is loaded exactly;
+    the timestep embedder and AdaLN modulations keep their zero-initialised state, so with the `(1 + gate)`
+    form the adapted model starts as the pretrained blocks."""
     from medim.pipeline import load_denoiser_weights
 
     source_config = MeDiMConfig.load(source / "medim_config.json")
+    adapting = (
+        source_config.timestep_conditioning == "off"
+        and source_config.causal_attention
+        and (model.config.timestep_conditioning != "off" or not model.config.causal_attention)
+    )
     mismatched = [
         name
         for name in (
@@ -139,6 +152,7 @@ def warm_start(model: MeDiMModel, source: Path) -> None:
             "text_suffix_ids",
         )
         if getattr(source_config, name) != getattr(model.config, name)
+        and not (adapting and name in ("causal_attention", "timestep_conditioning", "adaln_gate"))
     ]
     if mismatched:
         details = "; ".join(
@@ -146,7 +160,22 @@ def warm_start(model: MeDiMModel, source: Path) -> None:
             for name in mismatched
         )
         raise ValueError(f"cannot warm-start from {source}: the model differs ({details})")
-    load_denoiser_weights(model, source / "model.safetensors")
+    if not adapting:
+        load_denoiser_weights(model, source / "model.safetensors")
+        return
+    from safetensors.torch import load_model
+
+    weights = source / "model.safetensors"
+    try:
+        missing, unexpected = load_model(model, str(weights), strict=False)
+    except Exception as error:  # a shape mismatch
+        raise ValueError(f"{weights} does not match the backbone here: {error}") from error
+    missing_backbone = sorted(name for name in missing if not name.startswith(ADAPTATION_MODULES))
+    if missing_backbone or unexpected:
+        raise ValueError(
+            f"{weights} does not match the backbone here: missing {missing_backbone[:5]}, unexpected "
+            f"{sorted(unexpected)[:5]}"
+        )
 
 
 def _step_generator(seed: int, step: int, rank: int, micro: int) -> torch.Generator:
@@ -158,13 +187,31 @@ def latest_checkpoint(out: Path) -> Path | None:
     return steps[-1] if steps else None
 
 
-def run(config: TrainConfig, resume: str | None = None) -> Path:
+OBJECTIVES = ("diffusion", "causal_lm")
+
+
+def run(
+    config: TrainConfig,
+    resume: str | None = None,
+    *,
+    objective: str = "diffusion",
+    cache_dir: Path | None = None,
+    export_dir: Path | None = None,
+) -> Path:
+    """Train and export. ``objective="causal_lm"`` is the pretraining stage (train/stages/pretrain.py): the same
+    loop with the causal next-token loss on clean sequences; ``cache_dir`` / ``export_dir`` default to
+    ``<output_dir>/cache`` and ``<output_dir>/medim``."""
     from diffusers.training_utils import EMAModel
 
     from medim.tokenizers.image import VQImageTokenizer
     from medim.tokenizers.text import load_text_tokenizer
 
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    causal_lm = objective == "causal_lm"
     out = config.out
+    cache_dir = Path(cache_dir) if cache_dir is not None else out / "cache"
+    export_dir = Path(export_dir) if export_dir is not None else out / "medim"
     trackers = []
     if config.logging.tensorboard:
         trackers.append("tensorboard")
@@ -190,6 +237,8 @@ def run(config: TrainConfig, resume: str | None = None) -> Path:
     parts = {}
     for needed in ("text_tokenizer", "image_tokenizer"):
         parts[needed] = out / needed
+        if not parts[needed].is_dir() and causal_lm:
+            parts[needed] = out.parent / needed  # the pretraining run lives inside the main output_dir
         if not parts[needed].is_dir() and config.model.init_from:
             parts[needed] = (
                 Path(config.model.init_from) / needed
@@ -222,12 +271,12 @@ def run(config: TrainConfig, resume: str | None = None) -> Path:
                 text_tokenizer,
                 image_tokenizer,
                 layout,
-                out / "cache" / "train",
+                cache_dir / "train",
             )
         )
         val_cache = open_cache(
             build_cache(
-                config, config.data.val_split, text_tokenizer, image_tokenizer, layout, out / "cache" / "val"
+                config, config.data.val_split, text_tokenizer, image_tokenizer, layout, cache_dir / "val"
             )
         )
 
@@ -285,7 +334,9 @@ def run(config: TrainConfig, resume: str | None = None) -> Path:
         config.optim.batch_size * config.optim.grad_accum * layout.seq_len * accelerator.num_processes
     )
     bar = tqdm(
-        total=config.optim.max_steps, initial=progress.step, disable=not is_main, desc="medim", unit="step"
+        total=config.optim.max_steps, initial=progress.step, disable=not is_main,
+        desc="pretrain" if causal_lm else "medim",
+        unit="step",
     )
     window_start, window_steps = time.time(), 0
     model.train()
@@ -294,19 +345,24 @@ def run(config: TrainConfig, resume: str | None = None) -> Path:
         for micro in range(config.optim.grad_accum):
             x0, prompts = sampler.batch(step * config.optim.grad_accum + micro, layout)
             generator = _step_generator(config.seed, step, accelerator.process_index, micro)
-            batch = make_training_batch(
-                x0, layout, config.diffusion, prompt_lengths=prompts, generator=generator
-            )
             device = accelerator.device
-            logits = model(batch.xt.to(device), batch.t.to(device))
-            batch_on_device = type(batch)(
-                x0=batch.x0.to(device),
-                xt=batch.xt.to(device),
-                t=batch.t.to(device),
-                target_mask=batch.target_mask.to(device),
-                task=batch.task,
-            )
-            loss, stats = diffusion_loss(logits, batch_on_device, layout, config.diffusion)
+            if causal_lm:
+                x0 = x0.to(device)
+                logits = model(x0, torch.zeros(x0.shape[0], device=device))
+                loss, stats = causal_lm_loss(logits, x0, layout)
+            else:
+                batch = make_training_batch(
+                    x0, layout, config.diffusion, prompt_lengths=prompts, generator=generator
+                )
+                logits = model(batch.xt.to(device), batch.t.to(device))
+                batch_on_device = type(batch)(
+                    x0=batch.x0.to(device),
+                    xt=batch.xt.to(device),
+                    t=batch.t.to(device),
+                    target_mask=batch.target_mask.to(device),
+                    task=batch.task,
+                )
+                loss, stats = diffusion_loss(logits, batch_on_device, layout, config.diffusion)
             accelerator.backward(loss / config.optim.grad_accum)
         if config.optim.clip_grad:
             accelerator.clip_grad_norm_(model.parameters(), config.optim.clip_grad)
@@ -340,12 +396,15 @@ def run(config: TrainConfig, resume: str | None = None) -> Path:
         last = progress.step == config.optim.max_steps or spent() > budget
         if config.eval.val_every and (progress.step % config.eval.val_every == 0 or last):
             with ema_weights(ema, unwrapped):
-                val = validation_loss(unwrapped, val_cache, layout, config, accelerator.device)
+                val = validation_loss(
+                    unwrapped, val_cache, layout, config, accelerator.device, objective=objective
+                )
             val_log.write({"step": progress.step, **val})
             if trackers:
                 accelerator.log(val, step=progress.step)
             model.train()
-        if config.eval.sample_every and progress.step % config.eval.sample_every == 0 and is_main:
+        sampling_due = config.eval.sample_every and progress.step % config.eval.sample_every == 0
+        if sampling_due and is_main and not causal_lm:
             with ema_weights(ema, unwrapped):
                 write_samples(unwrapped, text_tokenizer, image_tokenizer, val_cache, config, progress.step)
             model.train()
@@ -358,10 +417,10 @@ def run(config: TrainConfig, resume: str | None = None) -> Path:
     accelerator.wait_for_everyone()
     check_processes_agree(accelerator, unwrapped)
     wall_minutes = spent() / 60
-    export_dir = out / "medim"
     if is_main:
         with ema_weights(ema, unwrapped):
-            write_samples(unwrapped, text_tokenizer, image_tokenizer, val_cache, config, progress.step)
+            if not causal_lm:  # MaskGIT samples of a causal LM say nothing
+                write_samples(unwrapped, text_tokenizer, image_tokenizer, val_cache, config, progress.step)
             export(
                 unwrapped,
                 text_tokenizer,
@@ -371,6 +430,7 @@ def run(config: TrainConfig, resume: str | None = None) -> Path:
                 wall_minutes,
                 export_dir,
                 source_info,
+                objective=objective,
             )
         plot_loss_curves(out / "logs")
     accelerator.end_training()
@@ -410,12 +470,22 @@ class ema_weights:
 
 
 @torch.no_grad()
-def validation_loss(model, cache, layout, config: TrainConfig, device) -> dict[str, float]:
-    """Eq. 6 loss on fixed validation batches with fixed masks, so values are comparable across steps."""
+def validation_loss(
+    model, cache, layout, config: TrainConfig, device, objective: str = "diffusion"
+) -> dict[str, float]:
+    """Eq. 6 loss (or, for the pretraining stage, the next-token loss) on fixed validation batches with fixed
+    masks, so values are comparable across steps."""
     sampler = BatchSampler(cache, config.data.domain_weights, config.optim.batch_size, seed=12345)
     totals = {"val_loss": 0.0, "val_nll_image": 0.0, "val_nll_text": 0.0}
     for index in range(config.eval.val_batches):
         x0, prompts = sampler.batch(index, layout)
+        if objective == "causal_lm":
+            logits = model(x0.to(device), torch.zeros(x0.shape[0], device=device)).cpu()
+            loss, stats = causal_lm_loss(logits, x0, layout)
+            totals["val_loss"] += loss.item()
+            totals["val_nll_image"] += float(stats["nll_image"])
+            totals["val_nll_text"] += float(stats["nll_text"])
+            continue
         batch = make_training_batch(
             x0,
             layout,
@@ -474,12 +544,16 @@ def export(
     wall_minutes,
     export_dir,
     source_info=None,
+    objective: str = "diffusion",
 ) -> None:
     train_csv = config.out / "logs" / "train.csv"
     val_csv = config.out / "logs" / "val.csv"
     info = {
-        "kind": "trained",
-        "description": f"MeDiM trained with the {config.preset} preset",
+        "kind": "trained" if objective == "diffusion" else "pretrained",
+        "objective": objective,
+        "description": f"MeDiM trained with the {config.preset} preset"
+        if objective == "diffusion"
+        else f"causal-LM pretraining of the MeDiM backbone ({config.preset} preset), to be adapted by `medim`",
         "preset": config.preset,
         "steps": progress.step,
         "tokens_seen": progress.tokens,
@@ -518,6 +592,7 @@ def training_chain(source_info: dict, config: TrainConfig, info: dict) -> list[d
     chain.append(
         {
             "command": info["command"],
+            "objective": info.get("objective", "diffusion"),
             "init_from": config.model.init_from,
             "steps": info["steps"],
             "tokens_seen": info["tokens_seen"],
