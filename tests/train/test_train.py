@@ -247,7 +247,9 @@ def test_causal_lm_loss_scores_the_report_up_to_its_first_pad_and_every_image_co
     scored = [0, 1, 2, 3, 5, 6, 7]
     manual = -torch.stack([log_probs[p, targets[p]] for p in scored]).mean()
     torch.testing.assert_close(loss, manual)
-    torch.testing.assert_close(stats["nll_image"], -torch.stack([log_probs[p, targets[p]] for p in scored[:4]]).mean())
+    torch.testing.assert_close(
+        stats["nll_image"], -torch.stack([log_probs[p, targets[p]] for p in scored[:4]]).mean()
+    )
     changed = logits.clone()
     changed[0, 8:] += 100 * torch.randn(layout.seq_len - 8, layout.vocab_size)  # predicts the trailing pads
     torch.testing.assert_close(causal_lm_loss(changed, x0, layout)[0], loss)

@@ -334,7 +334,9 @@ def run(
         config.optim.batch_size * config.optim.grad_accum * layout.seq_len * accelerator.num_processes
     )
     bar = tqdm(
-        total=config.optim.max_steps, initial=progress.step, disable=not is_main,
+        total=config.optim.max_steps,
+        initial=progress.step,
+        disable=not is_main,
         desc="pretrain" if causal_lm else "medim",
         unit="step",
     )

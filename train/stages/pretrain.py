@@ -32,9 +32,7 @@ def stage_config(config: TrainConfig) -> TrainConfig:
     model = dataclasses.replace(
         config.model, causal_attention=True, timestep_conditioning="off", init_from=None, backbone_path=None
     )
-    return dataclasses.replace(
-        config, output_dir=str(config.out / "pretrain_run"), optim=optim, model=model
-    )
+    return dataclasses.replace(config, output_dir=str(config.out / "pretrain_run"), optim=optim, model=model)
 
 
 def export_dir(config: TrainConfig) -> Path:
