@@ -169,6 +169,13 @@ def score(checkpoint: Path, corpus: Path, eval_pairs: int, infill_pairs: int, ju
     return scores
 
 
+def _with_chance(scores: dict, name: str, domain: str) -> str:
+    value, chance = scores.get(f"{name}/{domain}"), scores.get(f"{name}_chance/{domain}")
+    if value is None:
+        return "-"
+    return f"{value:.3g} ({chance:.3g})" if chance is not None else f"{value:.3g} (-)"
+
+
 def _table(results: dict) -> str:
     domains = ("chest_xray", "pathology")
     header = [
@@ -196,20 +203,42 @@ def _table(results: dict) -> str:
                 s["report_infill"],
                 s["image_infill"],
                 *[s.get(f"ce_f1/{d}", "-") for d in domains],
-                *[s.get(f"judge_f1/{d}", "-") for d in domains],
+                *[_with_chance(s, "judge_f1", d) for d in domains],
                 f"{run['load_before']} / {run['load_after']}",
             ]
         )
-    chance = next(iter(results.values()))["scores"]
+
+    def first(key: str):
+        values = [entry["scores"].get(key) for entry in results.values()]
+        return next((value for value in values if value is not None), float("nan"))
+
     chance_line = (
-        "Chance levels on the same pairs (reports / images of other patients of the domain): "
-        + ", ".join(
-            f"CE-F1 {d} {chance.get(f'ce_f1_chance/{d}') or float('nan'):.3f}, "
-            f"judge F1 {d} {chance.get(f'judge_f1_chance/{d}') or float('nan'):.3f}"
-            for d in domains
-        )
+        "Chance levels on the same pairs: CE-F1 of a real report of another patient of the domain "
+        + ", ".join(f"{d} {first(f'ce_f1_chance/{d}'):.3f}" for d in domains)
+        + "; judge F1 of each variant's images against another report of the domain is in brackets (the "
+        "judge chance depends on the images, so it is per variant; '-' where it was not recorded)."
+    )
+    best = max(results, key=lambda name: results[name]["scores"]["report_infill"])
+    chance_line += (
+        f"\n\nHighest report infill at this budget: `{best}` "
+        f"({results[best]['scores']['report_infill']:.3f})."
     )
     return markdown_table(header, rows) + "\n\n" + chance_line
+
+
+def _write(results: dict, args, machine) -> None:
+    sections = [
+        f"Each variant: `python -m train all --config {args.config} {' '.join(common_overrides(args))} "
+        "<overrides>`; scored on the first "
+        f"{args.eval_pairs} validation pairs (infill on {args.infill_pairs}), seed 0, default sampler.",
+        "## Validation proxies at an equal wall budget",
+        _table(results),
+        "Overrides per variant: "
+        + "; ".join(f"`{n}`: {' '.join(r['overrides']) or '(none)'}" for n, r in results.items()),
+    ]
+    write_result(
+        "recipe", f"Recipe search: {args.minutes:g} minutes per variant", sections, machine, args.out
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,18 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = {"note": note, "overrides": overrides, "run": run, "scores": scores}
         print(f"[recipe] {name}: {json.dumps(scores)}", flush=True)
         json_path.write_text(json.dumps(results, indent=2) + "\n")
-        sections = [
-            f"Each variant: `python -m train all --config {args.config} {' '.join(common_overrides(args))} "
-            "<overrides>`; scored on the first "
-            f"{args.eval_pairs} validation pairs (infill on {args.infill_pairs}), seed 0, default sampler.",
-            "## Validation proxies at an equal wall budget",
-            _table(results),
-            "Overrides per variant: "
-            + "; ".join(f"`{n}`: {' '.join(r['overrides']) or '(none)'}" for n, r in results.items()),
-        ]
-        write_result(
-            "recipe", f"Recipe search: {args.minutes:g} minutes per variant", sections, machine, args.out
-        )
+        _write(results, args, machine)
     return 0
 
 

@@ -315,6 +315,40 @@ class Evaluator:
             for domain, values in sums.items()
         }
 
+    def infill(self, fraction: float = 0.15) -> dict:
+        """15 %-masked report and image infill accuracy on the evaluation pairs (`medim.metrics.infill`): one
+        denoiser pass per batch, no sampling, so it reads what the model learned without the sampler's noise."""
+        import torch
+
+        from medim.metrics.infill import infill_accuracy
+
+        pipe, rows = self.pipe, {}
+        sequences = []
+        for start in range(0, len(self.records), self.settings.batch_size):
+            chunk = self.records[start : start + self.settings.batch_size]
+            text_ids, _ = pipe.encode_reports([r.report for r in chunk])
+            codes = pipe.encode_images([r.image for r in chunk])
+            sequences.append(pipe.layout.pack(text_ids.to(pipe.device), codes.to(pipe.device)))
+        sequences = torch.cat(sequences)
+        schedule = pipe.info.get("noise_schedule", "loglinear")
+        for modality in ("text", "image"):
+            overall = infill_accuracy(
+                pipe.model, sequences, modality, fraction=fraction, schedule=schedule, seed=self.settings.seed
+            )
+            per_domain = {
+                domain: infill_accuracy(
+                    pipe.model,
+                    sequences[indices],
+                    modality,
+                    fraction=fraction,
+                    schedule=schedule,
+                    seed=self.settings.seed,
+                )["accuracy"]
+                for domain, indices in self.groups.items()
+            }
+            rows["report" if modality == "text" else "image"] = {**overall, "per_domain": per_domain}
+        return {"fraction": fraction, **rows}
+
     def _sampler(self, **extra) -> dict:
         return {**self.settings.sampler, **extra}
 
@@ -557,6 +591,7 @@ class Evaluator:
                     for k in ("split", "macro_accuracy", "macro_auc", "macro_f1", "domain_accuracy", "n")
                 },
             }
+        metrics["infill"] = self.infill()
         for task in self.settings.tasks:
             metrics[task] = getattr(self, task)()
         if self.settings.steps_sweep:

@@ -271,6 +271,33 @@ def _sweep(metrics: dict) -> list[str]:
     return ["## Sampling steps vs quality", ""] + _table(header, rows) + [""]
 
 
+def _infill(infill: dict) -> list[str]:
+    fraction = infill.get("fraction", 0.15)
+    domains = sorted(
+        set(_get(infill, "report", "per_domain", default={}))
+        | set(_get(infill, "image", "per_domain", default={}))
+    )
+    header = ["masked side", "all pairs", *domains, "masked tokens"]
+    rows = [
+        [
+            title,
+            _number(_get(infill, key, "accuracy")),
+            *[_number(_get(infill, key, "per_domain", domain)) for domain in domains],
+            str(_get(infill, key, "masked", default="-")),
+        ]
+        for key, title in (("report", "report (real tokens)"), ("image", "image codes"))
+    ]
+    return [
+        f"## Infill at {fraction:.0%} masked",
+        "",
+        f"Top-1 accuracy of one denoiser pass at {fraction:.0%} of one side's tokens masked, the rest of the pair "
+        "visible (`medim.metrics.infill`): what the model has learned, without the sampler.",
+        "",
+        *_table(header, rows),
+        "",
+    ]
+
+
 def markdown_report(metrics: dict, *, image2report_samples: Sequence[str] | None = None, records=None) -> str:
     """The evaluation report as Markdown (``metrics`` is what :class:`medim.evaluation.Evaluator` returns)."""
     checkpoint = metrics.get("checkpoint", {})
@@ -292,6 +319,8 @@ def markdown_report(metrics: dict, *, image2report_samples: Sequence[str] | None
             f"{_number(heldout.get('macro_auc'))}, domain accuracy {_number(heldout.get('domain_accuracy'))}"
         )
     lines.append("")
+    if metrics.get("infill"):
+        lines += _infill(metrics["infill"])
     if "report2image" in metrics:
         lines += _report2image(metrics)
     if "image2report" in metrics:

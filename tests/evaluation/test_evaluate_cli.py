@@ -52,11 +52,17 @@ def test_evaluate_end_to_end(random_checkpoint, tiny_corpus, judge_dir, tmp_path
         assert "cannot be downloaded" in r2i["fid"]["skipped"]
         assert 0 <= r2i["consistency"]["agreement"] <= 1
         assert r2i["chance_consistency"]["repeats"] == 5 and 0 <= r2i["chance_consistency"]["agreement"] <= 1
+        assert 0 <= r2i["chance_consistency"]["f1_macro"] <= 1
         i2r = metrics["image2report"]["per_domain"][domain]
         assert set(i2r["text"]) == {f"nltk_sentence_bleu_{n}" for n in range(1, 5)}
         assert {"f1_micro", "f1_macro", "per_finding"} <= set(i2r["ce"]) and "ce_vs_labels" in i2r
         assert i2r["ce_chance"]["n"] == 2 and 0 <= i2r["ce_chance"]["f1_micro"] <= 1
     assert metrics["pair"]["n"] == 4 and sum(metrics["pair"]["domain_counts"].values()) == 4
+    infill = metrics["infill"]
+    assert infill["fraction"] == 0.15
+    for side in ("report", "image"):
+        assert infill[side]["masked"] > 0 and 0 <= infill[side]["accuracy"] <= 1
+        assert set(infill[side]["per_domain"]) == {"chest_xray", "pathology"}
     assert [item["steps"] for item in metrics["steps_sweep"]] == [1, 2]
     assert any("VLM judge skipped" in message for message in metrics["skipped"])
     report = (out / "report.md").read_text()
@@ -70,6 +76,7 @@ def test_evaluate_end_to_end(random_checkpoint, tiny_corpus, judge_dir, tmp_path
         "medim-judge-penultimate",
         "another report of the domain (chance)",
         "chance F1 (micro / macro)",
+        "Infill at 15% masked",
     ):
         assert heading in report
     for figure in ("report2image_samples", "pair_samples", "consistency_per_finding", "steps_curve"):
