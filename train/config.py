@@ -30,6 +30,10 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     num_workers: int = 0
+    # paired-folder layout: the domain of every pair (`domain`), or for a mixed corpus one sub-folder per domain,
+    # root/<folder>/<split>/... (`folder_domains`: {folder: domain})
+    domain: str | None = None
+    folder_domains: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.source not in DATA_SOURCES:
@@ -40,6 +44,11 @@ class DataConfig:
             raise ValueError(
                 f"bad data sizes: image_size={self.image_size}, max_text_tokens={self.max_text_tokens}, "
                 f"synthetic_n={self.synthetic_n}"
+            )
+        if self.source == "paired-folder" and bool(self.domain) == bool(self.folder_domains):
+            raise ValueError(
+                "data.source=paired-folder needs the pairs' domain: data.domain=chest_xray|pathology for one "
+                "folder of pairs, or data.folder_domains={folder: domain} for one sub-folder per domain"
             )
         if not self.domain_weights or any(w < 0 for w in self.domain_weights.values()):
             raise ValueError(f"data.domain_weights must be non-negative, got {self.domain_weights}")

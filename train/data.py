@@ -50,12 +50,16 @@ def ensure_corpus(config: TrainConfig, is_main: bool = True) -> Path:
 
 def load_split(config: TrainConfig, split: str):
     """A torch Dataset of PairRecord for a split of the configured source."""
-    from medim.data.datasets import ManifestDataset, build_dataset
+    from medim.data.datasets import ManifestDataset, build_dataset, paired_folders
 
     root = corpus_root(config)
     if config.data.source in ("synthetic", "manifest"):
         manifest = root / split / "metadata.jsonl" if root.is_dir() else root
         return ManifestDataset(manifest)
+    if config.data.source == "paired-folder":
+        if config.data.folder_domains:
+            return paired_folders(root, split, config.data.folder_domains)
+        return build_dataset(config.data.source, root, split, domain=config.data.domain)
     return build_dataset(config.data.source, root, split)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -338,6 +338,19 @@ class PairedFolderDataset(PairDataset):
         ]
         _raise_if_missing((entry.report_path for entry in entries), "report (.txt beside its image)")
         super().__init__(entries, source=folder, check_files=False)  # every file was just found or checked
+
+
+def paired_folders(root: str | Path, split: str, folder_domains: dict[str, str]) -> PairDataset:
+    """A mixed corpus in the paired-folder layout, one sub-folder per domain:
+    ``<root>/<folder>/<split>/<stem>.png`` + ``<stem>.txt`` with ``folder_domains = {folder: domain}``.
+    Ids become ``<folder>/<stem>`` so two folders may reuse a stem."""
+    if not folder_domains:
+        raise ValueError("folder_domains must name at least one folder, e.g. {'cxr': 'chest_xray'}")
+    entries: list[PairEntry] = []
+    for folder, domain in folder_domains.items():
+        part = PairedFolderDataset(Path(root) / folder, split, domain=domain)
+        entries += [replace(entry, id=f"{folder}/{entry.id}") for entry in part.entries]
+    return PairDataset(entries, source=Path(root), check_files=False)
 
 
 # ----------------------------------------------------------------------------------------------------------

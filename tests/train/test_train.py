@@ -255,6 +255,48 @@ def test_causal_lm_loss_scores_the_report_up_to_its_first_pad_and_every_image_co
     torch.testing.assert_close(causal_lm_loss(changed, x0, layout)[0], loss)
 
 
+def _paired_folder_copy(corpus: Path, target: Path) -> None:
+    """The synthetic corpus rewritten in the paired-folder layout, one sub-folder per domain."""
+    import json
+
+    folders = {"chest_xray": "cxr", "pathology": "he"}
+    for split in ("train", "val"):
+        for line in (corpus / split / "metadata.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            folder = target / folders[row["domain"]] / split
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copy(corpus / split / row["image"], folder / f"{row['id']}.png")
+            (folder / f"{row['id']}.txt").write_text(row["report"])
+
+
+def test_the_paired_folder_layout_trains_with_its_domains_from_the_config(prepared, tmp_path):
+    from medim.pipeline import MeDiMPipeline
+    from train.data import load_split
+
+    root = tmp_path / "pairs"
+    _paired_folder_copy(prepared / "corpus", root)
+    data = [
+        "data.source=paired-folder",
+        f"data.root={root}",
+        "data.folder_domains={cxr: chest_xray, he: pathology}",
+    ]
+    config = load_config("tiny", data)
+    train = load_split(config, "train")
+    assert {entry.domain for entry in train.entries} == {"chest_xray", "pathology"}
+    assert all(entry.id.split("/")[0] in ("cxr", "he") for entry in train.entries)
+    out = tmp_path / "run"
+    assert (
+        main(["all", "--config", "tiny", f"output_dir={out}", *data, "vq.steps=2", "optim.max_steps=2"]) == 0
+    )
+    assert MeDiMPipeline.from_pretrained(out / "medim", device="cpu").info["steps"] == 2
+    single = load_config(
+        "tiny", ["data.source=paired-folder", f"data.root={root / 'cxr'}", "data.domain=chest_xray"]
+    )
+    assert {entry.domain for entry in load_split(single, "train").entries} == {"chest_xray"}
+    with pytest.raises(ValueError, match="needs the pairs' domain"):
+        load_config("tiny", ["data.source=paired-folder", f"data.root={root}"])
+
+
 def test_clock_schedule_anneals_by_the_time_budget_whatever_the_step_count():
     from train.stages.medim import clock_lr_factor
 
