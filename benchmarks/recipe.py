@@ -143,7 +143,7 @@ def score(checkpoint: Path, corpus: Path, eval_pairs: int, infill_pairs: int, ju
         torch.from_numpy(cache.text_ids[rows].astype("int64")),
         torch.from_numpy(cache.image_codes[rows].astype("int64")),
     )
-    schedule = pipe.info.get("noise_schedule", "loglinear")
+    schedule = pipe.noise_schedule_name
     scores = {
         "report_infill": infill_accuracy(pipe.model, sequences, "text", schedule=schedule, seed=seed)[
             "accuracy"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import statistics
+from pathlib import Path
 
 import torch
 
@@ -29,26 +30,20 @@ from benchmarks.common import (
 from benchmarks.flops import training_step_flops
 
 
-def model_from_preset(config):
-    """A randomly initialised MeDiMModel with the preset's sizes (no tokenizer or VQ needed)."""
-    from medim.config import MeDiMConfig
+def model_from_preset(config, tokenizers: Path | None = None):
+    """A randomly initialised MeDiMModel with the preset's sizes, built exactly as the medim stage builds it
+    (`train.stages.medim.build_model_config`) with the tokenizers of a trained pipeline directory (default: the
+    published default, which this preset trains), so the vocabulary is the real one, not the BPE target size."""
     from medim.modeling import MeDiMModel
+    from medim.pipeline import DEFAULT_CHECKPOINT
+    from medim.tokenizers.image import VQImageTokenizer
+    from medim.tokenizers.text import load_text_tokenizer
+    from train.stages.medim import build_model_config
 
-    levels = len(config.vq.architecture.get("block_out_channels", [0, 0, 0, 0])) - 1
-    grid = config.data.image_size // 2**levels
-    model_config = MeDiMConfig(
-        backbone=dict(config.model.backbone),
-        text_vocab_size=config.tokenizer.vocab_size,
-        codebook_size=int(config.vq.architecture.get("num_vq_embeddings", 512)),
-        image_grid=(grid, grid),
-        max_text_tokens=config.data.max_text_tokens,
-        causal_attention=config.model.causal_attention,
-        timestep_conditioning=config.model.timestep_conditioning,
-        adaln_gate=config.model.adaln_gate,
-        attn_implementation=config.model.attn_implementation,
-        image_size=config.data.image_size,
-    )
-    return MeDiMModel(model_config)
+    root = Path(tokenizers) if tokenizers is not None else DEFAULT_CHECKPOINT
+    text_tokenizer = load_text_tokenizer(root / "text_tokenizer")
+    image_tokenizer = VQImageTokenizer.from_pretrained(root / "image_tokenizer")
+    return MeDiMModel(build_model_config(config, text_tokenizer, image_tokenizer))
 
 
 def random_sequences(layout, batch: int, generator: torch.Generator) -> torch.Tensor:

@@ -330,7 +330,7 @@ class Evaluator:
             codes = pipe.encode_images([r.image for r in chunk])
             sequences.append(pipe.layout.pack(text_ids.to(pipe.device), codes.to(pipe.device)))
         sequences = torch.cat(sequences)
-        schedule = pipe.info.get("noise_schedule", "loglinear")
+        schedule = pipe.noise_schedule_name
         for modality in ("text", "image"):
             overall = infill_accuracy(
                 pipe.model, sequences, modality, fraction=fraction, schedule=schedule, seed=self.settings.seed

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_model, save_model
 
-from medim.config import MeDiMConfig, SamplerConfig
+from medim.config import DiffusionConfig, MeDiMConfig, SamplerConfig
 from medim.diffusion import get_schedule
 from medim.modeling import MeDiMModel
 from medim.sampling import (
@@ -168,6 +168,7 @@ class MeDiMPipeline:
         image_tokenizer,
         sampler_config: SamplerConfig | None = None,
         info: dict[str, Any] | None = None,
+        diffusion_config: DiffusionConfig | None = None,
     ):
         self.model = model.eval()
         self.config: MeDiMConfig = model.config
@@ -177,7 +178,13 @@ class MeDiMPipeline:
         self.sampler_config = sampler_config or SamplerConfig()
         self.info = dict(info or {})
         self.checkpoint_hash: str | None = self.info.get("sha256")
-        self.noise_schedule = get_schedule(self.info.get("noise_schedule", "loglinear"))
+        # the forward process the model was trained with: the typed diffusion_config.json, else (checkpoints
+        # saved before it was written) the schedule named in checkpoint_info.json
+        self.diffusion_config = diffusion_config
+        self.noise_schedule_name: str = (
+            diffusion_config.schedule if diffusion_config else self.info.get("noise_schedule", "loglinear")
+        )
+        self.noise_schedule = get_schedule(self.noise_schedule_name)
         # compute the output head only where the sampler reads it (exact; see medim.fast.restricted_logits)
         self.restrict_head = True
         if len(text_tokenizer) > self.config.text_vocab_size:
@@ -226,12 +233,21 @@ class MeDiMPipeline:
             info = json.loads((root / "checkpoint_info.json").read_text())
         info["path"] = str(root)
         info["sha256"] = file_sha256(weights)
+        diffusion = None
+        if (root / "diffusion_config.json").is_file():
+            try:
+                diffusion = DiffusionConfig.load(root / "diffusion_config.json")
+            except (ValueError, TypeError, json.JSONDecodeError) as error:
+                raise ValueError(
+                    f"{root / 'diffusion_config.json'} is not a valid diffusion config: {error}"
+                ) from error
         pipe = cls(
             model,
             load_text_tokenizer(root / "text_tokenizer"),
             VQImageTokenizer.from_pretrained(root / "image_tokenizer"),
             sampler,
             info,
+            diffusion_config=diffusion,
         )
         if device is None:
             device = default_device()
@@ -243,6 +259,8 @@ class MeDiMPipeline:
         self.config.save(root / "medim_config.json")
         save_model(self.model, str(root / "model.safetensors"))
         self.sampler_config.save(root / "sampler_config.json")
+        if self.diffusion_config is not None:
+            self.diffusion_config.save(root / "diffusion_config.json")
         merged = {k: v for k, v in {**self.info, **(info or {})}.items() if k not in ("path", "sha256")}
         (root / "checkpoint_info.json").write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
         self.text_tokenizer.save_pretrained(root / "text_tokenizer")

@@ -1,5 +1,7 @@
 """The AR baseline decodes valid tokens causally with its KV cache; FLOP counts and benchmark helpers are right."""
 
+import time
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -94,12 +96,21 @@ def test_training_preset_model_and_sequences():
     layout = model.layout
     assert model.backbone.config.hidden_size == config.model.backbone["hidden_size"]
     assert layout.image_tokens == (config.data.image_size // 8) ** 2
+    # built as the medim stage builds it: the real vocabulary of the tokenizer, the preset's domains
+    from medim.pipeline import DEFAULT_CHECKPOINT
+    from medim.tokenizers.text import load_text_tokenizer
+
+    assert model.config.text_vocab_size == len(load_text_tokenizer(DEFAULT_CHECKPOINT / "text_tokenizer"))
+    assert model.config.domains == tuple(config.data.domain_weights)
     seq = random_sequences(layout, 4, torch.Generator().manual_seed(0))
     assert seq.shape == (4, layout.seq_len) and not (seq == layout.mask_id).any()
 
 
 def test_helpers():
-    assert measure(lambda: None, runs=3).median >= 0
+    calls = []
+    timing = measure(lambda: (calls.append(1), time.sleep(0.002)), runs=3, warmup=2)
+    assert len(calls) == 5 and len(timing.seconds) == 3  # warm-up calls run but are not timed
+    assert min(timing.seconds) >= 0.002  # each timing covers the call it times
     with pytest.raises(ValueError, match="runs"):
         measure(lambda: None, runs=0)
     assert markdown_table(["a", "b"], [[1, 0.5]]).splitlines()[2] == "| 1 | 0.5 |"

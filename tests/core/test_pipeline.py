@@ -66,6 +66,8 @@ def test_same_seed_same_result_and_guidance_runs(pipe):
     assert torch.equal(a.tokens, b.tokens)
     guided = pipe.generate_image("No acute process.", steps=3, seed=5, guidance_scale=2.0)
     assert guided.settings["guidance_scale"] == 2.0
+    # guidance changes the distribution the tokens are drawn from: same seed, different image
+    assert not torch.equal(guided.tokens, a.tokens)
 
 
 def test_stream_yields_every_step_with_shrinking_masks(pipe):
@@ -121,3 +123,25 @@ def test_missing_or_broken_checkpoints_are_clear_errors(tmp_path, saved):
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="model.safetensors"):
         MeDiMPipeline.from_pretrained(broken, device="cpu")
+
+
+def test_the_noise_schedule_comes_from_the_typed_diffusion_config(pipe, tmp_path):
+    """diffusion_config.json (what training wrote) decides the schedule; checkpoint_info's name is only the
+    fallback for checkpoints saved without it, and a broken file is a clear error."""
+    from medim.config import DiffusionConfig
+
+    root = pipe.save_pretrained(tmp_path / "ckpt", info={"noise_schedule": "loglinear"})
+    DiffusionConfig(schedule="cosine").save(root / "diffusion_config.json")
+    loaded = MeDiMPipeline.from_pretrained(root, device="cpu")
+    assert loaded.noise_schedule_name == "cosine"
+    # alpha_t = cos(pi t / 2): half masked at t = 2/3 (loglinear: 1/2)
+    assert float(loaded.noise_schedule.t_for_mask_probability(torch.tensor(0.5))) == pytest.approx(
+        2 / 3, abs=1e-4
+    )
+    resaved = loaded.save_pretrained(tmp_path / "again")
+    assert DiffusionConfig.load(resaved / "diffusion_config.json").schedule == "cosine"
+    (root / "diffusion_config.json").unlink()
+    assert MeDiMPipeline.from_pretrained(root, device="cpu").noise_schedule_name == "loglinear"
+    (root / "diffusion_config.json").write_text('{"schedule": "zigzag"}')
+    with pytest.raises(ValueError, match="diffusion_config.json"):
+        MeDiMPipeline.from_pretrained(root, device="cpu")

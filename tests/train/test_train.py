@@ -87,9 +87,11 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(prepared, tmp_pa
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
-    # and the resumed run really trained from step 3 (the weights moved away from initialisation)
+    # and the resumed run really trained from step 3: it logged steps 4-6 and its weights left the step-3 state
     steps = [r["step"] for r in CsvLog.read(interrupted / "logs" / "train.csv")]
     assert steps[-3:] == [4, 5, 6]
+    at_step_3 = load_file(interrupted / "checkpoints" / "step_0000003" / "model.safetensors")
+    assert any(not torch.allclose(b[key], at_step_3[key]) for key in at_step_3)
 
 
 def test_two_process_cpu_run_through_accelerate_launch(prepared, tmp_path):

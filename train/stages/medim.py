@@ -507,7 +507,9 @@ def _pipeline(model, text_tokenizer, image_tokenizer, config: TrainConfig, info=
     from medim.pipeline import MeDiMPipeline
 
     info = {"noise_schedule": config.diffusion.schedule, **(info or {})}
-    return MeDiMPipeline(model, text_tokenizer, image_tokenizer, config.sampler, info=info)
+    return MeDiMPipeline(
+        model, text_tokenizer, image_tokenizer, config.sampler, info=info, diffusion_config=config.diffusion
+    )
 
 
 def write_samples(model, text_tokenizer, image_tokenizer, cache, config: TrainConfig, step: int) -> None:
@@ -574,7 +576,6 @@ def export(
     pipe = _pipeline(model, text_tokenizer, image_tokenizer, config, info)
     pipe.save_pretrained(export_dir)
     shutil.copy(config.out / "train_config.yaml", export_dir / "train_config.yaml")
-    config.diffusion.save(export_dir / "diffusion_config.json")
     print(f"exported pipeline -> {export_dir}")
 
 
