@@ -96,7 +96,9 @@ class GenerationResult:
 
 
 def resolve_checkpoint(path_or_id: str | os.PathLike | None) -> Path:
-    """Local directory → Hugging Face cache/hub id (when online) → the bundled default in assets/."""
+    """The checkpoint directory for ``path_or_id``: None/"" → $MEDIM_CHECKPOINT or the bundled default; a local
+    directory → itself; ``owner/name`` → the Hugging Face hub (or its cache). What was asked for and cannot be
+    found or fetched is a ValueError, never a silent fallback to the default."""
     if path_or_id is None or str(path_or_id) == "":
         path_or_id = os.environ.get("MEDIM_CHECKPOINT") or DEFAULT_CHECKPOINT
     local = Path(path_or_id).expanduser()

@@ -145,3 +145,23 @@ def test_the_noise_schedule_comes_from_the_typed_diffusion_config(pipe, tmp_path
     (root / "diffusion_config.json").write_text('{"schedule": "zigzag"}')
     with pytest.raises(ValueError, match="diffusion_config.json"):
         MeDiMPipeline.from_pretrained(root, device="cpu")
+
+
+def test_checkpoint_resolution_never_falls_back_silently(monkeypatch, tmp_path):
+    """Only "nothing asked for" resolves to the bundled default; an id that cannot be fetched is an error."""
+    import huggingface_hub
+
+    from medim.pipeline import DEFAULT_CHECKPOINT
+
+    monkeypatch.delenv("MEDIM_CHECKPOINT", raising=False)
+    assert resolve_checkpoint(None) == DEFAULT_CHECKPOINT
+    monkeypatch.setenv("MEDIM_CHECKPOINT", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="not found"):
+        resolve_checkpoint(None)
+
+    def offline(repo_id, **kwargs):
+        raise OSError(f"no connection to fetch {repo_id}")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(ValueError, match="could not be fetched from the Hugging Face hub"):
+        resolve_checkpoint("someone/medim-model")
