@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import logging
 import tempfile
 import time
 from collections.abc import Iterator
@@ -75,6 +76,16 @@ RESULT_OUTPUTS = (
 SETTINGS_OUTPUTS = ("steps", "temperature", "guidance", "schedule", "seed", "random_seed", "samples")
 
 
+LOGGER = logging.getLogger("medim.app")
+
+
+def refusal(message: str, title: str) -> gr.Error:
+    """A gr.Error for an expected refusal (bad input, nothing to act on): one INFO line on the server console
+    instead of a traceback, which is kept for real faults."""
+    LOGGER.info("refused (%s): %s", title, message)
+    return gr.Error(message, title=title, print_exception=False)
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn refusals (bad input, bad checkpoint, pipeline ValueErrors) into gr.Error messages for the user."""
@@ -83,7 +94,7 @@ def user_errors() -> Iterator[None]:
     except gr.Error:
         raise
     except (InputError, CheckpointError, ValueError) as error:
-        raise gr.Error(str(error), title="Cannot do that") from error
+        raise refusal(str(error), title="Cannot do that") from error
 
 
 class DemoHandlers:
@@ -331,7 +342,7 @@ class DemoHandlers:
     @staticmethod
     def _require_run(run: Run | None) -> Run:
         if run is None:
-            raise gr.Error("Generate something first.", title="No result yet")
+            raise refusal("Generate something first.", title="No result yet")
         return run
 
     @staticmethod
@@ -401,7 +412,7 @@ class DemoHandlers:
                 raise InputError("Pick image cells (click the image) and/or report words to resample first.")
         pipe = self._pipe(key)
         if pipe.layout != run.layout:
-            raise gr.Error(
+            raise refusal(
                 "This result came from another checkpoint; switch back to it to edit.", title="Cannot edit"
             )
         yield self._starting("inpaint", settings)
@@ -458,7 +469,7 @@ class DemoHandlers:
     def send_to_study(self, run: Run | None, sample) -> dict[str, Any]:
         run = self._require_run(run)
         if not self.study.enabled:
-            raise gr.Error(f"Rating is not available: {self.study.reason}", title="Rating off")
+            raise refusal(f"Rating is not available: {self.study.reason}", title="Rating off")
         sample = self._sample(run, sample)
         source = {
             "system": "medim-demo",
@@ -470,7 +481,7 @@ class DemoHandlers:
         try:
             item = self.study.submit(run.images[sample], run.reports[sample], source)
         except Exception as error:  # the study database is another service: report, don't crash the demo
-            raise gr.Error(f"The study did not accept the pair: {error}", title="Rating failed") from error
+            raise refusal(f"The study did not accept the pair: {error}", title="Rating failed") from error
         when = time.strftime("%H:%M:%S")
         return {"rate_status": f"Sent sample {sample + 1} to the rating study as item {item} ({when})."}
 

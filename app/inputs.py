@@ -97,7 +97,11 @@ def load_scan(path: str | Path | None) -> Image.Image:
 
 
 def _without_path(message: str, path: str) -> str:
-    return message.replace(path, "upload").replace(Path(path).name, "upload")
+    """The loader's message without the upload's temporary path (it names its source first: "<path>: why")."""
+    for prefix in (f"{path}: ", f"{Path(path).name}: "):
+        if message.startswith(prefix):
+            message = message[len(prefix) :]
+    return message.replace(path, "the upload").replace(Path(path).name, "the upload")
 
 
 def model_view(image: Image.Image, size: int) -> Image.Image:

@@ -104,9 +104,12 @@ def test_truncated_report_gives_a_visible_notice(handlers):
         (REPORT, settings_args(schedule="zigzag"), "schedule"),
     ],
 )
-def test_bad_generation_input_is_a_clear_gradio_error(handlers, report, settings, match):
-    with pytest.raises(gr.Error, match=match):
+def test_bad_generation_input_is_a_clear_gradio_error(handlers, report, settings, match, caplog):
+    with caplog.at_level("INFO", logger="medim.app"), pytest.raises(gr.Error, match=match) as error:
         run_all(handlers.generate_image(report, *settings, None))
+    # an expected refusal: one INFO line on the console, no traceback (Gradio prints one unless told not to)
+    assert error.value.print_exception is False
+    assert [r.levelname for r in caplog.records if r.name == "medim.app"] == ["INFO"]
 
 
 def test_scan_handlers_refuse_missing_and_broken_scans(handlers, tmp_path):

@@ -146,11 +146,14 @@ def test_load_scan_reads_png_and_dicom_by_content(tmp_path):
     ],
 )
 def test_load_scan_refuses_bad_files_without_revealing_paths(tmp_path, content, match):
-    path = tmp_path / "upload.png"
+    path = tmp_path / "gradio_tmp8f3k2.png"  # the temporary name an upload gets
     path.write_bytes(content)
     with pytest.raises(InputError, match=match) as error:
         load_scan(path)
-    assert str(tmp_path) not in str(error.value)
+    message = str(error.value)
+    assert str(tmp_path) not in message and "tmp8f3k2" not in message
+    # one statement of what is wrong, not "…not a usable scan: upload: …"
+    assert message.startswith("The upload is not a usable scan: ") and "upload:" not in message
 
 
 def test_load_scan_refuses_tiny_and_missing_images(tmp_path):
