@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     TASK_NAMES[task],
                     guidance,
-                    "AR + KV cache",
+                    "AR + KV cache (MeDiM weights run causally, not an AR-trained model)",
                     f"{ar_time.median * 1e3:.0f}",
                     "1.00",
                     fmt(ar_quality),
