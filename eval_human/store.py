@@ -248,6 +248,8 @@ class StudyStore:
     ):
         self.url = resolve_db_url(db)
         self.media_dir = Path(media_dir) if media_dir is not None else default_media_dir(self.url)
+        # unblinded exports written by the admin view: beside the media, owner-only like the database
+        self.export_dir = self.media_dir.with_name(self.media_dir.name + "-exports")
         url = make_url(self.url)
         self.is_sqlite = url.get_backend_name() == "sqlite"
         engine_kwargs: dict[str, Any] = {}

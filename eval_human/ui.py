@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import functools
 import secrets
-import tempfile
+import threading
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -31,6 +30,8 @@ from eval_human.models import Q_COMMENT, Q_CONSISTENCY, Q_IMAGE_REALISM, Q_REPOR
 from eval_human.store import MAX_COMMENT_CHARS, MAX_SECONDS_SPENT, RaterInfo, StudyError, StudyStore
 
 MAX_LIKERT_BUTTONS = 9  # one digit key per button
+SIGN_IN_FAILURES = 5  # failed token sign-ins a client address may make per window before it must wait
+SIGN_IN_WINDOW_S = 60.0
 NOT_RATED = 0  # choice value of an optional Likert question left unanswered
 
 # Installs one document-level key listener: digit N clicks the visible Likert button N, except while typing.
@@ -54,6 +55,37 @@ CONSISTENCY_PROMPT = (
     "**How consistent is the report with the image?** 1 = contradicts the image, {max} = fully consistent. "
     "Press a button or a key 1–{max}; the next pair follows."
 )
+
+
+class SignInLimiter:
+    """Failed sign-ins per client address in a sliding window: past ``max_failures`` the address is refused,
+    even with a right token, until its oldest failure leaves the window (tokens cannot be guessed by trying)."""
+
+    def __init__(self, max_failures: int = SIGN_IN_FAILURES, window_s: float = SIGN_IN_WINDOW_S, clock=None):
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self.clock = clock or time.monotonic
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> list[float]:
+        recent = [t for t in self._failures.get(client, []) if now - t < self.window_s]
+        self._failures[client] = recent
+        return recent
+
+    def check(self, client: str) -> None:
+        """Raise gr.Error when ``client`` must wait before trying again."""
+        with self._lock:
+            now = self.clock()
+            recent = self._recent(client, now)
+            if len(recent) >= self.max_failures:
+                wait = int(self.window_s - (now - recent[0])) + 1
+                raise gr.Error(f"Too many failed sign-ins from this address: try again in {wait} s.")
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            now = self.clock()
+            self._recent(client, now).append(now)
 
 
 @dataclass(frozen=True)
@@ -99,13 +131,16 @@ def _optional_score(value: Any) -> int | None:
     return int(number)
 
 
-def build_rating_tab(store: StudyStore, *, trust_login: bool = False) -> RatingTab:
+def build_rating_tab(
+    store: StudyStore, *, trust_login: bool = False, limiter: SignInLimiter | None = None
+) -> RatingTab:
     """Render the rating UI into the current ``gr.Blocks``/``gr.Tab`` context.
 
     Args:
         store: the study store all handlers call.
         trust_login: offer "continue as <login>" for a login already verified by Gradio ``auth=`` or HF OAuth
             (the login must equal a rater's name).
+        limiter: the failed-sign-in throttle (default: 5 failures per client address per minute).
     """
     session = gr.State(None)
     gr.HTML(
@@ -156,7 +191,10 @@ def build_rating_tab(store: StudyStore, *, trust_login: bool = False) -> RatingT
         with gr.Row():
             refresh_button = gr.Button("Refresh progress")
             export_button = gr.Button("Export ratings (CSV)")
-        export_file = gr.File(label="Export", interactive=False)
+        # the export travels only inside the admin session's reply: a gr.File would publish it at a file URL
+        # that anyone holding the link could download without signing in
+        export_note = gr.Markdown()
+        export_text = gr.Code(label="Export (CSV, unblinded)", language=None, interactive=False)
 
     view_outputs = [
         session,
@@ -235,10 +273,15 @@ def build_rating_tab(store: StudyStore, *, trust_login: bool = False) -> RatingT
 
     # ------------------------------------------------------------ handlers
 
-    def sign_in(token_value: str):
+    limiter = limiter or SignInLimiter()
+
+    def sign_in(token_value: str, request: gr.Request):
+        client = getattr(getattr(request, "client", None), "host", None) or "unknown"
+        limiter.check(client)
         try:
             rater = store.authenticate(token_value)
         except StudyError as error:
+            limiter.failed(client)
             raise gr.Error(str(error)) from error
         return signed_in(rater)
 
@@ -316,11 +359,17 @@ def build_rating_tab(store: StudyStore, *, trust_login: bool = False) -> RatingT
         return store.progress(require_admin(state).rater.study_id)
 
     def admin_export(state):
+        """The unblinded ratings CSV for an admin session: its text in the reply, and an owner-only copy in the
+        study's export folder on the server (never a temporary or web-served file)."""
         from eval_human.stats import export_ratings
 
         study_id = require_admin(state).rater.study_id
-        folder = Path(tempfile.mkdtemp(prefix="eval_human_export_"))
-        return str(export_ratings(store, study_id, folder / f"ratings_study{study_id}.csv"))
+        folder = store.export_dir
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = export_ratings(store, study_id, folder / f"ratings_study{study_id}_{stamp}.csv")
+        note = f"Saved on the server (owner-only) as `{path}`; the same CSV is below."
+        return note, path.read_text(encoding="utf-8")
 
     # ------------------------------------------------------------ wiring
 
@@ -358,7 +407,9 @@ def build_rating_tab(store: StudyStore, *, trust_login: bool = False) -> RatingT
     next_button.click(functools.partial(move, 1), [session], view_outputs, api_name="next", **common)
     resume_button.click(resume, [session], view_outputs, api_name="resume", **common)
     refresh_button.click(admin_progress, [session], [admin_table], api_name="admin_progress", **common)
-    export_button.click(admin_export, [session], [export_file], api_name="admin_export", **common)
+    export_button.click(
+        admin_export, [session], [export_note, export_text], api_name="admin_export", **common
+    )
     return RatingTab(
         session=session,
         token=token,
@@ -369,12 +420,16 @@ def build_rating_tab(store: StudyStore, *, trust_login: bool = False) -> RatingT
 
 
 def build_rating_app(
-    store: StudyStore, *, trust_login: bool = False, title: str = "MeDiM human study"
+    store: StudyStore,
+    *,
+    trust_login: bool = False,
+    title: str = "MeDiM human study",
+    limiter: SignInLimiter | None = None,
 ) -> gr.Blocks:
     """A standalone Blocks app holding only the rating tab (``python -m eval_human serve``)."""
     with gr.Blocks(title=title) as demo:
         gr.Markdown(
             f"# {title}\nRate how well each report matches its image. Sources are hidden from raters."
         )
-        build_rating_tab(store, trust_login=trust_login)
+        build_rating_tab(store, trust_login=trust_login, limiter=limiter)
     return demo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import zlib
@@ -100,6 +101,17 @@ def test_study_from_cli_to_agreement_numbers(tmp_path, pair_sources, capsys):
         assert [row[2] for row in progress["data"]] == [6, 6]  # submitted per rater
         with pytest.raises(AppError, match="admin token"):
             client.predict(api_name="/admin_progress")  # a rater's session
+        # the export reaches only the admin session, in its reply: no file URL anyone could fetch
+        note, csv_text = admin.predict(api_name="/admin_export")
+        exported = pd.read_csv(io.StringIO(csv_text))
+        assert len(exported[exported["question"] == "consistency"]) == 12 and "source" in exported.columns
+        assert "/gradio_api/file" not in note and "http" not in csv_text[:200]
+        (saved,) = store.export_dir.glob("ratings_study1_*.csv")
+        assert saved.read_text().strip() == csv_text.strip() and saved.stat().st_mode & 0o777 == 0o600
+        assert store.export_dir.stat().st_mode & 0o777 == 0o700
+        for stranger in (client, anonymous):
+            with pytest.raises(AppError, match="admin token|Sign in"):
+                stranger.predict(api_name="/admin_export")
     finally:
         demo.close()
         store.dispose()
@@ -253,3 +265,30 @@ def test_served_media_cannot_tell_real_from_generated(tmp_path):
     finally:
         demo.close()
         store.dispose()
+
+
+def test_sign_in_is_throttled_after_repeated_failures(built_study):
+    """Through the server: after 5 wrong tokens from one address even the right token is refused until the
+    window has passed; the limiter forgets failures older than its window."""
+    from eval_human.ui import SignInLimiter
+
+    now = [0.0]
+    limiter = SignInLimiter(max_failures=5, window_s=60, clock=lambda: now[0])
+    store, built = built_study
+    right = next(r.token for r in built.raters if r.name == "r1")
+    demo = build_rating_app(store, limiter=limiter)
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True
+    )
+    try:
+        client = Client(url, verbose=False)
+        for _ in range(5):
+            with pytest.raises(AppError, match="unknown token"):
+                client.predict("guess", api_name="/sign_in")
+        with pytest.raises(AppError, match="Too many failed sign-ins"):
+            Client(url, verbose=False).predict(right, api_name="/sign_in")  # a new session, same address
+        now[0] = 61.0
+        view = Client(url, verbose=False).predict(right, api_name="/sign_in")
+        assert "Signed in as" in view[STATUS]
+    finally:
+        demo.close()
