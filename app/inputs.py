@@ -8,20 +8,18 @@ byte noise). Uploads are read by content through `medim.data.io.load_image`, nev
 from __future__ import annotations
 
 import json
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
 from medim.data.io import ImageLoadError, load_image
+from medim.reports import ReportError, clean_report_text
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
-MAX_REPORT_CHARS = 2_000  # the model reads ~72 tokens; anything longer is certainly truncated
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000
 MAX_EXAMPLES = 40
-MIN_LATIN_SHARE = 0.6  # below this share of Latin letters a report is refused as non-English
 
 FALLBACK_REPORTS = {
     "chest_xray": [
@@ -49,30 +47,11 @@ class InputError(ValueError):
 
 
 def check_report(text: str | None, *, what: str = "report") -> str:
-    """Clean a typed report (control characters removed, whitespace collapsed) or raise InputError.
-
-    Refused: empty text, more than MAX_REPORT_CHARS characters, and text whose letters are mostly not Latin.
-    """
-    if text is None or not str(text).strip():
-        raise InputError(f"The {what} is empty: type a few sentences, e.g. 'FINDINGS: Small left effusion.'")
-    text = str(text)
-    if len(text) > MAX_REPORT_CHARS:
-        raise InputError(
-            f"The {what} has {len(text):,} characters; the limit is {MAX_REPORT_CHARS:,} (the model reads "
-            "only the first few dozen words). Shorten it to the findings and impression."
-        )
-    cleaned = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
-    cleaned = " ".join(cleaned.split())
-    letters = [ch for ch in cleaned if ch.isalpha()]
-    if not letters:
-        raise InputError(f"The {what} has no words in it: {cleaned[:60]!r}")
-    latin = sum(1 for ch in letters if "LATIN" in unicodedata.name(ch, ""))
-    if latin / len(letters) < MIN_LATIN_SHARE:
-        raise InputError(
-            f"The {what} does not look like English ({latin}/{len(letters)} letters are Latin). "
-            "This model was trained on English reports only; please write the report in English."
-        )
-    return cleaned
+    """`medim.reports.clean_report_text` (the one validation the library, CLI and app share) as InputError."""
+    try:
+        return clean_report_text(text, what=what)
+    except ReportError as error:
+        raise InputError(str(error)) from error
 
 
 # ---------------------------------------------------------------------------------------------------------

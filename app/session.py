@@ -352,7 +352,8 @@ def token_choices(run: Run, sample: int) -> list[tuple[str, int]]:
     offsets = run.report_positions(sample)
     out = []
     for (text, _conf), offset in zip(final.report_pieces[sample], offsets):
-        label = text.strip().replace("\n", "⏎") or "␣"
+        # "" is a later byte of the multi-byte character shown by the token before it
+        label = "◦" if text == "" else text.strip().replace("\n", "⏎") or "␣"
         out.append((label, offset))
     return out
 

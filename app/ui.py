@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from app.handlers import RESULT_OUTPUTS, SETTINGS_OUTPUTS, DemoHandlers, empty_view
-from app.inputs import MAX_REPORT_CHARS, UNCONDITIONAL, prompt_findings
+from app.inputs import UNCONDITIONAL, prompt_findings
 from app.render import idle_status_html, legend_html
 from app.runtime import DISCLAIMER, ModelManager, configure_threads
 from app.session import MAX_SAMPLES, MAX_STEPS
@@ -144,7 +144,6 @@ def build_demo(handlers: DemoHandlers | None = None) -> gr.Blocks:
                                 c["report_in"] = gr.Textbox(
                                     label="Report",
                                     lines=6,
-                                    max_length=MAX_REPORT_CHARS,
                                     elem_id="medim-report-in",
                                     placeholder="FINDINGS: Moderate left pleural effusion. The heart is normal in "
                                     "size. IMPRESSION: Left effusion.",
@@ -209,7 +208,6 @@ def build_demo(handlers: DemoHandlers | None = None) -> gr.Blocks:
                                 c["prompt"] = gr.Textbox(
                                     label="First sentence (empty = unconditional)",
                                     lines=2,
-                                    max_length=MAX_REPORT_CHARS,
                                 )
                                 c["btn_pair"] = gr.Button(
                                     "Generate pair", variant="primary", elem_id="medim-btn-pair"

@@ -32,6 +32,7 @@ from safetensors.torch import load_model, save_model
 from medim.config import DiffusionConfig, MeDiMConfig, SamplerConfig
 from medim.diffusion import get_schedule
 from medim.modeling import MeDiMModel
+from medim.reports import clean_report_text, report_notices
 from medim.sampling import (
     MaskGITSampler,
     apply_guidance,
@@ -40,10 +41,10 @@ from medim.sampling import (
     task_positions,
     unconditional_input,
 )
+from medim.tokenizers.text import decode_pieces
 from medim.vocab import IMAGE, TEXT, VocabLayout
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default"
-MAX_REPORT_CHARS = 5_000
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -274,14 +275,11 @@ class MeDiMPipeline:
         """Reports -> padded text ids [B, T] and warnings (truncation)."""
         warnings = []
         token_lists = []
-        for report in reports:
-            if not isinstance(report, str) or not report.strip():
-                raise ValueError("the report is empty: type a report (e.g. 'FINDINGS: ...')")
-            if len(report) > MAX_REPORT_CHARS:
-                raise ValueError(f"the report has {len(report)} characters; the limit is {MAX_REPORT_CHARS}")
-            token_lists.append(
-                self.text_tokenizer(" ".join(report.split()), add_special_tokens=False)["input_ids"]
-            )
+        for index, report in enumerate(reports):
+            report = clean_report_text(report)  # the validation the app and CLI share (ReportError)
+            prefix = f"report {index}: " if len(reports) > 1 else ""
+            warnings += [prefix + notice for notice in report_notices(report, self.text_tokenizer)]
+            token_lists.append(self.text_tokenizer(report, add_special_tokens=False)["input_ids"])
         ids, truncated = self.layout.pad_text(token_lists)
         for index in truncated.nonzero().flatten().tolist():
             warnings.append(
@@ -399,15 +397,15 @@ class MeDiMPipeline:
         for row in range(tokens.shape[0]):
             text_tokens = tokens[row, layout.text_slice].tolist()
             text_conf = confidence[row, layout.text_slice].tolist()
-            row_pieces = []
-            for token, conf in zip(text_tokens, text_conf):
-                if token == layout.pad_id:
-                    continue
-                if token == layout.mask_id:
-                    row_pieces.append(("[MASK]", None))
-                else:
-                    row_pieces.append((self.text_tokenizer.decode([token]), None if conf != conf else conf))
-            pieces.append(row_pieces)
+            pieces.append(
+                decode_pieces(
+                    self.text_tokenizer,
+                    text_tokens,
+                    text_conf,
+                    skip={layout.pad_id},
+                    placeholder={layout.mask_id: "[MASK]"},
+                )
+            )
             reports.append(self.decode_report(layout.text_ids(tokens[row : row + 1])[0]))
         h, w = self.config.image_grid
         return StepState(

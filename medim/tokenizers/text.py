@@ -123,3 +123,43 @@ def load_text_tokenizer(
             )
         tokenizer.add_special_tokens({"pad_token": pad_token})
     return tokenizer
+
+
+MAX_UTF8_BYTES = 4  # a character is at most 4 bytes, so at most 4 byte-level pieces
+
+
+def decode_pieces(
+    tokenizer, ids: list[int], confidences: list[float | None], *, skip: set[int], placeholder: dict[int, str]
+) -> list[tuple[str, float | None]]:
+    """Per-token text for display, one ``(text, confidence)`` per token not in ``skip``, so piece i is token i.
+
+    Byte-level pieces of one multi-byte character (an umlaut, an emoji) decode to undecodable halves on their
+    own; here the first token of the character carries the whole character and the tokens after it carry ""
+    (nothing more to show), all with the character's lowest confidence. Ids in ``placeholder`` are shown as the
+    given text with no confidence (e.g. [MASK]) and end any pending character."""
+    pieces: list[tuple[str, float | None]] = []
+    pending: list[int] = []
+    pending_conf: list[float | None] = []
+
+    def flush() -> None:
+        if pending:
+            known = [c for c in pending_conf if c is not None and c == c]
+            confidence = min(known) if known else None
+            pieces.append((tokenizer.decode(pending), confidence))
+            pieces.extend(("", confidence) for _ in pending[1:])
+            pending.clear()
+            pending_conf.clear()
+
+    for token, confidence in zip(ids, confidences):
+        if token in skip:
+            continue
+        if token in placeholder:
+            flush()
+            pieces.append((placeholder[token], None))
+            continue
+        pending.append(token)
+        pending_conf.append(confidence)
+        if "\ufffd" not in tokenizer.decode(pending) or len(pending) >= MAX_UTF8_BYTES:
+            flush()
+    flush()
+    return pieces

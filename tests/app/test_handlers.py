@@ -89,7 +89,7 @@ def test_prompted_pair_keeps_the_prompt_and_unconditional_pair_runs(handlers, pi
 def test_truncated_report_gives_a_visible_notice(handlers):
     long_report = " ".join(["The heart is normal in size and the lungs are clear."] * 12)
     final = run_all(handlers.generate_image(long_report, *settings_args(steps=3), None))[-1]
-    assert "truncated" in final["notices"] and "truncated" in final["run"].warnings[0]
+    assert "truncated" in final["notices"] and any("truncated" in w for w in final["run"].warnings)
 
 
 @pytest.mark.parametrize(

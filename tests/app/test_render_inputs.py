@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 from app.inputs import (
-    MAX_REPORT_CHARS,
     UNCONDITIONAL,
     InputError,
     build_prompt,
@@ -32,6 +31,7 @@ from app.render import (
     step_colour,
 )
 from app.runtime import CheckpointError, ModelManager, configure_threads, display_name, local_checkpoints
+from medim.reports import MAX_REPORT_CHARS
 from tests.app.helpers import phantom, write_dicom
 
 # ---------------------------------------------------------------------------------------------------------

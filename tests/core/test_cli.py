@@ -110,3 +110,35 @@ def test_user_errors_are_messages_not_tracebacks(checkpoint, tmp_path, capsys):
     assert main(args) == 2
     assert "error:" in capsys.readouterr().err
     assert main(["info", str(tmp_path / "missing")]) == 2
+
+
+@pytest.mark.parametrize(
+    "report, match",
+    [
+        ("右侧少量胸腔积液，心影不大。", "does not look like English"),
+        ("x " * 1500, "the limit is 2,000"),
+        ("   ", "empty"),
+    ],
+)
+def test_cli_app_and_library_refuse_the_same_reports_with_the_same_message(checkpoint, capsys, report, match):
+    from app.inputs import InputError, check_report
+    from medim.pipeline import MeDiMPipeline
+    from medim.reports import ReportError
+
+    args = ["generate", "--task", "report2image", "--checkpoint", str(checkpoint), "--device", "cpu"]
+    assert main([*args, "--report", report]) == 2
+    cli_message = capsys.readouterr().err
+    with pytest.raises(ReportError, match=match) as library:
+        MeDiMPipeline.from_pretrained(checkpoint, device="cpu").generate_image(report, steps=1)
+    with pytest.raises(InputError, match=match) as app:
+        check_report(report)
+    assert str(library.value) == str(app.value) and str(library.value) in cli_message
+
+
+def test_text_the_model_has_not_seen_is_generated_with_a_visible_notice(checkpoint):
+    from medim.pipeline import MeDiMPipeline
+
+    pipe = MeDiMPipeline.from_pretrained(checkpoint, device="cpu")
+    german = pipe.generate_image("Befund: Kleiner Pleuraerguss links. Herzgröße normal. 🫀", steps=1, seed=0)
+    assert any("not trained on (ß ö 🫀)" in w for w in german.warnings)
+    assert any("not in the model's vocabulary" in w for w in german.warnings)

@@ -113,3 +113,24 @@ def test_package_exports_resolve_lazily():
     code = "import sys, medim.tokenizers; print('diffusers' in sys.modules or 'torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("text", ["Größe des Herzens normal.", "Heart normal 🫀 ok", "No effusion."])
+def test_display_pieces_join_the_bytes_of_one_character(tokenizer, text):
+    """Umlauts and emoji are several byte-level tokens; the token view must show the character, not halves."""
+    from medim.tokenizers.text import decode_pieces
+
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    confidences = [0.1 * (i % 9 + 1) for i in range(len(ids))]
+    pad, mask = 10_001, 10_002
+    pieces = decode_pieces(
+        tokenizer, [*ids, pad, pad], [*confidences, 1.0, 1.0], skip={pad}, placeholder={mask: "[MASK]"}
+    )
+    assert "".join(piece for piece, _ in pieces) == tokenizer.decode(ids)
+    assert not any("\ufffd" in piece for piece, _ in pieces)
+    assert all(conf in confidences for _, conf in pieces)  # the lowest of a joined character's pieces
+    assert len(pieces) == len(ids)  # piece i is token i (the editor re-masks by position)
+    if not text.isascii():
+        assert any(piece == "" for piece, _ in pieces)  # a character's later bytes: shown by its first token
+    masked = decode_pieces(tokenizer, [ids[0], mask], [0.5, None], skip=set(), placeholder={mask: "[MASK]"})
+    assert masked[-1] == ("[MASK]", None)
