@@ -31,39 +31,45 @@ from pathlib import Path
 
 from benchmarks.common import REPO, RESULTS, load_judge, machine_description, markdown_table, write_result
 
+# Bodies spelled out, so a variant means the same whatever the preset's current body is.
+BODY_256 = [
+    "model.backbone.hidden_size=256",
+    "model.backbone.intermediate_size=704",
+    "model.backbone.head_dim=64",
+]
+BODY_192 = [
+    "model.backbone.hidden_size=192",
+    "model.backbone.intermediate_size=512",
+    "model.backbone.head_dim=48",
+]
 # name -> (overrides on top of the common ones, what it tests); {minutes} / {half} stand for the budget / half of it
 VARIANTS: dict[str, tuple[list[str], str]] = {
-    "base": ([], "4 x 256 body (3.3 M non-embedding), batch 64, lr 2e-3, eq. 6 (ELBO) loss"),
+    "base": (BODY_256, "4 x 256 body (3.3 M non-embedding), batch 64, lr 2e-3, eq. 6 (ELBO) loss"),
     "masked_mean": (
-        ["diffusion.loss_normalisation=masked_mean"],
+        [*BODY_256, "diffusion.loss_normalisation=masked_mean"],
         "masked NLL averaged over the masked positions (no 1/t spikes)",
     ),
-    "deep": (["model.backbone.num_hidden_layers=6"], "6 x 256 body (4.9 M): fewer tokens per parameter"),
-    "small": (
-        [
-            "model.backbone.hidden_size=192",
-            "model.backbone.intermediate_size=512",
-            "model.backbone.head_dim=48",
-        ],
-        "4 x 192 body (1.8 M): more steps",
+    "deep": (
+        [*BODY_256, "model.backbone.num_hidden_layers=6"],
+        "6 x 256 body (4.9 M): fewer tokens per parameter",
     ),
+    "small": (BODY_192, "4 x 192 body (1.8 M): more steps"),
     "small_pretrain": (
-        [
-            "model.backbone.hidden_size=192",
-            "model.backbone.intermediate_size=512",
-            "model.backbone.head_dim=48",
-            "pretrain.max_minutes={half}",
-            "optim.max_minutes={half}",
-        ],
+        [*BODY_192, "pretrain.max_minutes={half}", "optim.max_minutes={half}"],
         "4 x 192 body: half the budget as a causal LM (every token scored), then adapted (mask off, AdaLN-Zero)",
     ),
-    "lr_high": (["optim.lr=4e-3"], "peak lr 4e-3"),
-    "batch_small": (["optim.batch_size=32"], "batch 32: twice the steps"),
+    "lr_high": ([*BODY_256, "optim.lr=4e-3"], "peak lr 4e-3"),
+    "batch_small": ([*BODY_256, "optim.batch_size=32"], "batch 32: twice the steps"),
     "no_joint": (
-        ["diffusion.task_weights={joint: 0.0, report2image: 0.5, image2report: 0.5}"],
+        [*BODY_256, "diffusion.task_weights={joint: 0.0, report2image: 0.5, image2report: 0.5}"],
         "conditional tasks only",
     ),
 }
+
+
+def expand(override: str, minutes: float) -> str:
+    """A variant's override with {minutes} / {half} filled in (plain replacement: YAML braces stay as they are)."""
+    return override.replace("{minutes}", f"{minutes:g}").replace("{half}", f"{minutes / 2:g}")
 
 
 def common_overrides(args) -> list[str]:
@@ -73,6 +79,8 @@ def common_overrides(args) -> list[str]:
         f"vq.path={args.image_tokenizer}",
         f"optim.max_minutes={args.minutes}",
         "optim.max_steps=100000",
+        "pretrain.max_minutes=null",  # only the variants that test pretraining spend budget on it
+        "pretrain.max_steps=0",
         "optim.schedule_by_clock=true",
         f"threads={args.threads}",
         "eval.val_every=100000",
@@ -100,7 +108,7 @@ def train_variant(name: str, overrides: list[str], args) -> tuple[Path, dict]:
         args.config,
         *common_overrides(args),
         f"output_dir={out}",
-        *(item.format(minutes=args.minutes, half=args.minutes / 2) for item in overrides),
+        *(expand(item, args.minutes) for item in overrides),
     ]
     out.mkdir(parents=True)
     if shared_cache.is_dir():  # every variant tokenises the same pairs the same way

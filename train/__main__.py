@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if args.stage == "all":
             config.model.init_from = str(exported)
+    if args.stage == "medim" and config.pretrain.enabled and not config.model.init_from:
+        # the medim stage of a pretrained recipe starts from (and, resumed, keeps the chain of) its pretraining
+        if pretrain.export_dir(config).is_dir():
+            config.model.init_from = str(pretrain.export_dir(config))
     if args.stage in ("medim", "all"):
         medim.run(config, resume=args.resume)
     return 0

@@ -223,6 +223,19 @@ def test_adapting_a_causal_lm_keeps_its_function_at_step_zero(prepared, tmp_path
             torch.testing.assert_close(adapted(tokens, torch.full((3,), t)), expected, rtol=0, atol=1e-5)
 
 
+def test_the_medim_stage_of_a_pretrained_recipe_starts_from_its_pretraining(prepared, tmp_path):
+    """Stages run one by one (or medim resumed): medim finds <output_dir>/pretrain and keeps it in the chain."""
+    from medim.pipeline import MeDiMPipeline
+
+    out = _copy_prepared(prepared, tmp_path / "run")
+    budget = ["pretrain.max_steps=2", "optim.max_steps=1"]
+    assert main(["pretrain", "--config", "tiny", f"output_dir={out}", *budget]) == 0
+    assert main(["medim", "--config", "tiny", f"output_dir={out}", *budget]) == 0
+    chain = MeDiMPipeline.from_pretrained(out / "medim", device="cpu").info["runs"]
+    assert [run["objective"] for run in chain] == ["causal_lm", "diffusion"]
+    assert chain[1]["init_from"] == str(out / "pretrain")
+
+
 def test_pretrain_and_init_from_together_are_refused(prepared, tmp_path, capsys):
     out = _copy_prepared(prepared, tmp_path / "run")
     code = main(
