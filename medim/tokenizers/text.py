@@ -145,7 +145,8 @@ def decode_pieces(
         if pending:
             known = [c for c in pending_conf if c is not None and c == c]
             confidence = min(known) if known else None
-            pieces.append((tokenizer.decode(pending), confidence))
+            # decoded as the report text is (special ids such as <eos> show nothing), so the views agree
+            pieces.append((tokenizer.decode(pending, skip_special_tokens=True), confidence))
             pieces.extend(("", confidence) for _ in pending[1:])
             pending.clear()
             pending_conf.clear()
@@ -159,7 +160,10 @@ def decode_pieces(
             continue
         pending.append(token)
         pending_conf.append(confidence)
-        if "\ufffd" not in tokenizer.decode(pending) or len(pending) >= MAX_UTF8_BYTES:
+        if (
+            "\ufffd" not in tokenizer.decode(pending, skip_special_tokens=True)
+            or len(pending) >= MAX_UTF8_BYTES
+        ):
             flush()
     flush()
     return pieces

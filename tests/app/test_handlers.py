@@ -290,3 +290,33 @@ def test_final_images_are_plain_rgb_pngs(handlers):
         image = Image.open(handle)
         image.load()
     assert image.format == "PNG" and image.mode == "RGB" and image.size == (32, 32)
+
+
+def test_the_page_the_text_box_the_bundle_and_the_cli_show_the_same_report(handlers, pipe, tmp_path):
+    """One seed, one report: the tokens on the page, the "Report text" box, the bundle's report.txt and the
+    CLI's output are the same text (the sampler only pads a suffix, so no view can show words after a pad)."""
+    import html as html_lib
+    import re
+
+    from medim.__main__ import main as cli
+    from medim.data.io import load_image
+
+    scan = tmp_path / "scan.png"
+    phantom(seed=4).convert("RGB").save(scan)
+    settings = settings_args(steps=4, seed=7)
+    final = run_all(handlers.generate_report(load_image(scan), *settings, None))[-1]
+    report_div = final["live_report"].split('<div class="medim-legend">')[0]
+    pieces = re.findall(r'<span class="medim-tok[^"]*"[^>]*>(.*?)</span>', report_div)
+    page = " ".join(html_lib.unescape("".join(pieces)).split())
+    box = final["report_text"]
+    with zipfile.ZipFile(final["bundle"]["value"]) as archive:
+        bundle = archive.read("report.txt").decode().strip()
+    checkpoint = pipe.save_pretrained(tmp_path / "ckpt")
+    args = ["generate", "--task", "image2report", "--checkpoint", str(checkpoint), "--image", str(scan)]
+    assert cli([*args, "--out", str(tmp_path / "cli"), "--steps", "4", "--seed", "7", "--device", "cpu"]) == 0
+    from_cli = (tmp_path / "cli" / "image2report_7_0.txt").read_text().strip()
+
+    def words(text: str) -> str:  # the page draws bytes that decode to nothing (U+FFFD) as "·"
+        return " ".join(text.replace("\ufffd", "·").split())
+
+    assert box and page == words(box) == words(bundle) == words(from_cli)
