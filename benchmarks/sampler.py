@@ -1,0 +1,113 @@
+"""Sampler settings of a checkpoint, compared on the validation split (no training: what K, temperature and the
+confidence noise do to the findings a trained model writes and draws).
+
+    python -m benchmarks.sampler --checkpoint assets/default --corpus runs/corpus --pairs 100
+
+Each setting overrides the checkpoint's sampler_config.json; the scores are the recipe search's generation
+proxies on the first `pairs` **validation** pairs, seed 0: image→report CE macro-F1 and report→image judge
+macro-F1 per domain, with each one's chance level. Results: benchmarks/results/sampler.md (+ sampler.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from benchmarks.common import REPO, RESULTS, load_judge, machine_description, markdown_table, write_result
+
+# name -> (SamplerConfig overrides, what it tests)
+SETTINGS: dict[str, tuple[dict, str]] = {
+    "default": ({}, "the checkpoint's sampler_config.json"),
+    "steps24": ({"steps": 24}, "twice the MaskGIT steps"),
+    "temp0.7": ({"temperature": 0.7}, "sampling temperature 0.7"),
+    "no_noise": (
+        {"confidence_noise": 0.0},
+        "commit the most confident tokens first, no Gumbel noise on confidence",
+    ),
+    "linear": ({"schedule": "linear"}, "linear unmasking schedule"),
+}
+DOMAINS = ("chest_xray", "pathology")
+
+
+def score(pipe, records, judge, sampler: dict, seed: int = 0) -> dict:
+    from medim.evaluation import EvaluationSettings, Evaluator
+
+    settings = EvaluationSettings(
+        tasks=("report2image", "image2report"),
+        batch_size=50,
+        seed=seed,
+        text_metrics=("nltk",),
+        sampler=sampler,
+    )
+    evaluator = Evaluator(pipe, records, settings, judge=judge, progress=False)
+    out = {}
+    for domain, entry in evaluator.image2report()["per_domain"].items():
+        out[f"ce_f1/{domain}"] = entry["ce"]["f1_macro"]
+        out[f"ce_f1_chance/{domain}"] = entry["ce_chance"]["f1_macro"]
+    for domain, entry in evaluator.report2image()["per_domain"].items():
+        out[f"judge_f1/{domain}"] = entry["consistency"]["f1_macro"]
+        out[f"judge_f1_chance/{domain}"] = entry["chance_consistency"]["f1_macro"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.sampler", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--checkpoint", default=str(REPO / "assets" / "default"))
+    parser.add_argument("--corpus", required=True, help="synthetic corpus root with a val/ split")
+    parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument("--settings", default=",".join(SETTINGS), help=f"subset of {','.join(SETTINGS)}")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--judge", default=str(REPO / "assets" / "judge"))
+    parser.add_argument("--out", default=str(RESULTS / "sampler.md"))
+    args = parser.parse_args(argv)
+    names = [n for n in args.settings.split(",") if n]
+    unknown = sorted(set(names) - set(SETTINGS))
+    if unknown:
+        parser.error(f"unknown settings {unknown}; known: {sorted(SETTINGS)}")
+    import torch
+
+    from medim.evaluation import load_eval_dataset
+    from medim.pipeline import MeDiMPipeline
+
+    torch.set_num_threads(args.threads)
+    machine = machine_description()
+    pipe = MeDiMPipeline.from_pretrained(args.checkpoint, device="cpu")
+    dataset = load_eval_dataset(args.corpus, "val")
+    records = [dataset[i] for i in range(min(args.pairs, len(dataset)))]
+    judge = load_judge(Path(args.judge))
+    results = {}
+    for name in names:
+        overrides, note = SETTINGS[name]
+        results[name] = {
+            "note": note,
+            "overrides": overrides,
+            "scores": score(pipe, records, judge, overrides),
+        }
+        print(f"[sampler] {name}: {json.dumps(results[name]['scores'])}", flush=True)
+    Path(args.out).with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    header = ["setting", "what it tests", *[f"CE-F1 {d} (chance)" for d in DOMAINS]]
+    header += [f"judge F1 {d} (chance)" for d in DOMAINS]
+    rows = []
+    for name, entry in results.items():
+        s = entry["scores"]
+        cells = [
+            f"{s[f'{m}/{d}']:.3f} ({s[f'{m}_chance/{d}']:.3f})"
+            for m in ("ce_f1", "judge_f1")
+            for d in DOMAINS
+        ]
+        rows.append([name, entry["note"], *cells])
+    sections = [
+        f"Checkpoint `{Path(args.checkpoint).name}` (sha256 {pipe.checkpoint_hash[:12]}), first {len(records)} "
+        "validation pairs, seed 0, batch 50; each setting overrides the checkpoint's sampler_config.json.",
+        markdown_table(header, rows),
+    ]
+    write_result("sampler", "Sampler settings on the validation split", sections, machine, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
