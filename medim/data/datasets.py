@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -410,6 +411,9 @@ class MimicCxrDataset(PairDataset):
         sections_csv: a pre-sectioned reports CSV to use instead of the report files.
         chexpert_csv: labels CSV; default ``root/mimic-cxr-2.0.0-chexpert.csv(.gz)`` when present.
         sections: which sections make up the report text, joined in this order.
+        section_headers: keep each section's header ("FINDINGS: ... IMPRESSION: ..."), the format the synthetic
+            corpus, the examples and the app use, so a model trained here reads what users type; False joins
+            the sections' text alone.
         check_files: check at construction that every image (and report file) exists.
     """
 
@@ -423,9 +427,11 @@ class MimicCxrDataset(PairDataset):
         sections_csv: str | Path | None = None,
         chexpert_csv: str | Path | None = None,
         sections: Sequence[str] = MIMIC_SECTIONS,
+        section_headers: bool = True,
         check_files: bool = True,
     ) -> None:
         root = Path(root)
+        self.section_headers = section_headers
         if split not in MIMIC_SPLITS:
             raise ValueError(f"unknown MIMIC-CXR split {split!r}; expected one of {sorted(MIMIC_SPLITS)}")
         unknown_sections = [name for name in sections if name not in MIMIC_SECTIONS]
@@ -541,7 +547,11 @@ class MimicCxrDataset(PairDataset):
             text = _require_file(entry.report_path, "MIMIC-CXR report").read_text(encoding="utf-8")
             parts = extract_sections(text)
             source = str(entry.report_path)
-        report = " ".join(parts[name] for name in self.sections if parts[name])
+        report = " ".join(
+            f"{name.upper()}: {parts[name]}" if self.section_headers else parts[name]
+            for name in self.sections
+            if parts[name]
+        )
         if not report:
             raise ValueError(
                 f"{source}: report for image {entry.id} has no {' or '.join(self.sections)} text"
@@ -609,11 +619,19 @@ class IUXrayDataset(PairDataset):
         split: ``"train"``, ``"val"`` or ``"test"``.
         images: ``"first"`` — one record per study with its first image (R2Gen lists the frontal view first);
             ``"all"`` — one record per image, id ``"<study id>_<index>"``.
+        section_headers: R2Gen's reports are the findings text without its header; True (the default) writes
+            it as "FINDINGS: ...", the format of the synthetic corpus, the examples and the app.
         check_files: check at construction that every image exists.
     """
 
     def __init__(
-        self, root: str | Path, split: str, *, images: str = "first", check_files: bool = True
+        self,
+        root: str | Path,
+        split: str,
+        *,
+        images: str = "first",
+        section_headers: bool = True,
+        check_files: bool = True,
     ) -> None:
         root = Path(root)
         if split not in IU_SPLITS:
@@ -645,10 +663,21 @@ class IUXrayDataset(PairDataset):
                         id=study_id if images == "first" else f"{study_id}_{index}",
                         image_path=root / "images" / path,
                         domain="chest_xray",
-                        report=clean_report(report),
+                        report=_with_findings_header(clean_report(report))
+                        if section_headers
+                        else clean_report(report),
                     )
                 )
         super().__init__(entries, source=annotation, check_files=check_files)
+
+
+def _with_findings_header(report: str) -> str:
+    """ "FINDINGS: <report>" unless the report already starts with a section header."""
+    return (
+        report
+        if re.match(r"^(FINDINGS|IMPRESSION)\s*:", report, flags=re.IGNORECASE)
+        else f"FINDINGS: {report}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -125,7 +125,11 @@ def test_iu_xray_first_image_per_study(iu_root):
     assert [entry.id for entry in dataset.entries] == ["CXR1_1_IM-0001", "CXR2_1_IM-0652"]
     assert [entry.image_path.name for entry in dataset.entries] == ["0.png", "0.png"]
     record = dataset[0]
-    assert (record.report, record.domain) == ("The heart is normal in CXR1_1_IM-0001.", "chest_xray")
+    # the same report format as the synthetic corpus and the app: R2Gen's findings text under its header
+    assert (record.report, record.domain) == (
+        "FINDINGS: The heart is normal in CXR1_1_IM-0001.",
+        "chest_xray",
+    )
 
 
 def test_iu_xray_all_images_and_empty_split(iu_root):

@@ -75,26 +75,32 @@ def test_frontal_only_keeps_pa_and_ap_views(mimic_root):
 
 def test_records_carry_findings_and_impression_and_chexpert_labels(mimic_root):
     first, second = MimicCxrDataset(mimic_root, "train")
+    # the sections keep their headers: the report format of the synthetic corpus, the examples and the app
+    assert first.report == (
+        "FINDINGS: There is no focal consolidation. No pleural effusion. IMPRESSION: No acute cardiopulmonary "
+        "process."
+    )
+    plain = MimicCxrDataset(mimic_root, "train", section_headers=False)[0]
     assert (
-        first.report
+        plain.report
         == "There is no focal consolidation. No pleural effusion. No acute cardiopulmonary process."
     )
     assert first.labels == {"No Finding": 1}
     assert first.domain == "chest_xray"
     assert first.image.mode == "L" and first.image.size == (12, 10)
-    assert second.report == "Small left effusion. Left effusion, new."
+    assert second.report == "FINDINGS: Small left effusion. IMPRESSION: Left effusion, new."
     assert second.labels == {"Pleural Effusion": 1, "Pneumonia": -1}
 
 
 def test_split_aliases_sections_and_missing_labels(mimic_root):
     (val_record,) = MimicCxrDataset(mimic_root, "val")
-    assert val_record.report == "Cardiomegaly without edema."
+    assert val_record.report == "IMPRESSION: Cardiomegaly without edema."
     assert val_record.labels == {"Cardiomegaly": 1, "Edema": 0}
     (test_record,) = MimicCxrDataset(mimic_root, "test")
-    assert test_record.report == "The lungs are clear."  # unsectioned report: last paragraph
+    assert test_record.report == "FINDINGS: The lungs are clear."  # unsectioned: last paragraph, as findings
     assert test_record.labels is None  # the study is absent from the CheXpert table: not labelled
     impression_only = MimicCxrDataset(mimic_root, "train", sections=("impression",))
-    assert impression_only[0].report == "No acute cardiopulmonary process."
+    assert impression_only[0].report == "IMPRESSION: No acute cardiopulmonary process."
     (mimic_root / "mimic-cxr-2.0.0-chexpert.csv").unlink()
     assert MimicCxrDataset(mimic_root, "train")[0].labels is None
 
@@ -107,8 +113,8 @@ def test_sections_csv_replaces_report_files(mimic_root, tmp_path):
         "s53189527,,,Effusion on the left.,\n"
     )
     first, second = MimicCxrDataset(mimic_root, "train", sections_csv=sections)
-    assert first.report == "Lungs clear. Heart normal. No acute process."
-    assert second.report == "Effusion on the left."  # no sections: the last paragraph stands in
+    assert first.report == "FINDINGS: Lungs clear. Heart normal. IMPRESSION: No acute process."
+    assert second.report == "FINDINGS: Effusion on the left."  # no sections: the last paragraph stands in
 
 
 def test_missing_files_are_named(mimic_root):
