@@ -371,6 +371,8 @@ class MeDiMPipeline:
         for step in range(config.steps):
             logits = denoiser(x, generate, guidance_scale_at(step, config.steps, config))
             out = sampler.step(logits, x, step, initial_masked, generator)
+            if out.filled is not None:  # padding filled by the report-end rule is not the schedule's to spend
+                initial_masked = initial_masked - out.filled
             x = out.tokens
             committed_at = torch.where(out.committed, step + 1, committed_at)
             confidence = torch.where(out.committed, out.confidence, confidence)

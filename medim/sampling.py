@@ -125,6 +125,9 @@ class StepOutput:
     predicted: torch.Tensor  # a sample at every masked position (what the model currently believes)
     confidence: torch.Tensor  # probability of the sampled token (nan where nothing was sampled)
     committed: torch.Tensor  # bool: positions unmasked in this step
+    # [B] positions the pad rule filled beyond the scheduled commits (a report's end decided this step): the
+    # caller takes them off the schedule's budget, so the remaining words spread over the remaining steps
+    filled: torch.Tensor | None = None
 
 
 class MaskGITSampler:
@@ -222,9 +225,14 @@ class MaskGITSampler:
         )
         commit = (rank < to_commit[:, None]) & masked
         tokens = torch.where(commit, sampled, x_t)
+        filled = None
         if cfg.pad_suffix:
+            scheduled = commit
             tokens, commit = self._fill_after_pad(tokens, commit, masked)
-        return StepOutput(tokens=tokens, predicted=sampled, confidence=confidence, committed=commit)
+            filled = (commit & ~scheduled).sum(-1)
+        return StepOutput(
+            tokens=tokens, predicted=sampled, confidence=confidence, committed=commit, filled=filled
+        )
 
     # ---- the report ends at its first <pad> ----------------------------------------------------------
     def _text_positions(self, device) -> torch.Tensor:

@@ -223,3 +223,23 @@ def test_a_given_report_with_words_after_a_pad_still_decodes():
     _, final, _ = _run("inpaint", SamplerConfig(steps=2), x=x)
     assert not (final == LAYOUT.mask_id).any()
     assert torch.equal(final[0, text + 3 :], x[0, text + 3 :])  # given tokens never change
+
+
+def test_padding_filled_by_the_report_end_rule_is_reported_and_not_on_the_schedule():
+    """A committed <pad> fills the rest of the report; StepOutput.filled counts those positions so the caller
+    can take them off the schedule's budget (else the schedule stalls at one word a step, then dumps the whole
+    report in the last steps)."""
+    x = LAYOUT.blank(1)
+    x[:, LAYOUT.image_slice] = LAYOUT.image_offset  # the image is given: only the report is generated
+    text = LAYOUT.text_slice
+    logits = torch.zeros(1, LAYOUT.seq_len, LAYOUT.vocab_size)
+    logits[0, text.start + 2, LAYOUT.pad_id] = 50.0  # the report surely ends at its third token
+    logits[0, text, 5] = 10.0  # a word everywhere else
+    sampler = MaskGITSampler(LAYOUT, SamplerConfig(steps=4, schedule="linear", temperature=0.0))
+    sampler.set_timesteps(4)
+    initial = (x == LAYOUT.mask_id).sum(-1)
+    out = sampler.step(logits, x, 0, initial, torch.Generator().manual_seed(0))
+    scheduled = int(initial) - int(sampler.masks_after(0, initial))
+    assert int(out.committed.sum()) == scheduled + int(out.filled)
+    assert 0 < int(out.filled) <= LAYOUT.text_tokens - 3  # at most the positions behind the committed pad
+    assert (out.tokens[0, text.start + 2 :] == LAYOUT.pad_id).all()
