@@ -74,6 +74,8 @@ RESULT_OUTPUTS = (
     "seed",
 )
 SETTINGS_OUTPUTS = ("steps", "temperature", "guidance", "schedule", "seed", "random_seed", "samples")
+# "Run it again" lives on the Model tab: its verdict is shown there too, next to the button
+REPRODUCE_OUTPUTS = (*dict.fromkeys((*RESULT_OUTPUTS, *SETTINGS_OUTPUTS)), "reproduce_status")
 
 
 LOGGER = logging.getLogger("medim.app")
@@ -464,7 +466,11 @@ class DemoHandlers:
                 ]
 
             for update in self._stream(progress, pipe, settings, verdict):
-                yield {**update, **restored} if "run" in update else update
+                if "run" in update:
+                    status = "<br>".join(verdict(update["run"])) + " The result is on the Generate tab."
+                    yield {**update, **restored, "reproduce_status": status}
+                else:
+                    yield update
 
     def send_to_study(self, run: Run | None, sample) -> dict[str, Any]:
         run = self._require_run(run)

@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.handlers import RESULT_OUTPUTS, SETTINGS_OUTPUTS, DemoHandlers, empty_view
+from app.handlers import REPRODUCE_OUTPUTS, RESULT_OUTPUTS, DemoHandlers, empty_view
 from app.inputs import UNCONDITIONAL, prompt_findings
 from app.render import idle_status_html, legend_html
 from app.runtime import DISCLAIMER, ModelManager, configure_threads
@@ -351,6 +351,7 @@ def build_demo(handlers: DemoHandlers | None = None) -> gr.Blocks:
                             label="Result bundle (.zip)", file_count="single", type="filepath", height=110
                         )
                         c["btn_reproduce"] = gr.Button("Run it again")
+                        c["reproduce_status"] = gr.Markdown(elem_id="medim-reproduce-status")
                     with gr.Column(scale=5):
                         c["model_card"] = gr.Markdown("", elem_id="medim-model-card")
 
@@ -405,7 +406,7 @@ def build_demo(handlers: DemoHandlers | None = None) -> gr.Blocks:
             c["btn_reproduce"].click,
             handlers.reproduce,
             [c["bundle_in"], c["checkpoint"]],
-            tuple(dict.fromkeys((*RESULT_OUTPUTS, *SETTINGS_OUTPUTS))),
+            REPRODUCE_OUTPUTS,
             api_name="reproduce",
             **gen,
         )

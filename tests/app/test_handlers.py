@@ -32,6 +32,7 @@ def run_all(generator):
             "schedule",
             "random_seed",
             "samples",
+            "reproduce_status",
         }
     return updates
 
@@ -208,6 +209,8 @@ def test_bundle_has_everything_and_reproduces_the_same_result(handlers, pipe, ta
     again = run_all(handlers.reproduce(path, None))
     assert again[0]["seed"] == 123 and again[0]["steps"] == 4
     assert "Reproduced: identical" in again[-1]["notices"]
+    # the verdict also shows on the Model tab, next to the "Run it again" button
+    assert "Reproduced: identical" in again[-1]["reproduce_status"]
     assert torch.equal(again[-1]["run"].tokens, run.tokens)
 
 
