@@ -435,6 +435,9 @@ def run(
                 objective=objective,
             )
         plot_loss_curves(out / "logs")
+    # the other processes wait here while the main one exports: the process group is torn down together, so
+    # no rank exits (and closes its side) while another still holds the group
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return export_dir
 
