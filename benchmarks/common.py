@@ -183,6 +183,15 @@ def judge_f1(judge, images: Sequence[Image.Image], reports: Sequence[str], domai
 # ---------------------------------------------------------------------------------------------------------
 
 
+def chosen(parser, text: str, known, what: str) -> list[str]:
+    """The comma-separated subset ``text`` of ``known`` names (a parser error naming any unknown one)."""
+    names = [name for name in text.split(",") if name]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        parser.error(f"unknown {what} {unknown}; known: {sorted(known)}")
+    return names
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     def cell(value: object) -> str:
         if isinstance(value, float):

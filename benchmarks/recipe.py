@@ -29,7 +29,15 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, RESULTS, load_judge, machine_description, markdown_table, write_result
+from benchmarks.common import (
+    REPO,
+    RESULTS,
+    chosen,
+    load_judge,
+    machine_description,
+    markdown_table,
+    write_result,
+)
 
 # Bodies spelled out, so a variant means the same whatever the preset's current body is.
 BODY_256 = [
@@ -139,7 +147,7 @@ def score(checkpoint: Path, corpus: Path, eval_pairs: int, infill_pairs: int, ju
     """The validation proxies of one checkpoint (see the module docstring)."""
     import torch
 
-    from medim.evaluation import EvaluationSettings, Evaluator, load_eval_dataset
+    from medim.evaluation import finding_scores, load_eval_dataset
     from medim.metrics.infill import infill_accuracy
     from medim.pipeline import MeDiMPipeline
     from train.data import open_cache
@@ -162,18 +170,7 @@ def score(checkpoint: Path, corpus: Path, eval_pairs: int, infill_pairs: int, ju
     }
     dataset = load_eval_dataset(corpus, "val")
     records = [dataset[i] for i in range(min(eval_pairs, len(dataset)))]
-    settings = EvaluationSettings(
-        tasks=("report2image", "image2report"), batch_size=50, seed=seed, text_metrics=("nltk",)
-    )
-    evaluator = Evaluator(pipe, records, settings, judge=judge, progress=False)
-    image2report = evaluator.image2report()
-    report2image = evaluator.report2image()
-    for domain, entry in image2report["per_domain"].items():
-        scores[f"ce_f1/{domain}"] = entry["ce"]["f1_macro"]
-        scores[f"ce_f1_chance/{domain}"] = (entry.get("ce_chance") or {}).get("f1_macro")
-    for domain, entry in report2image["per_domain"].items():
-        scores[f"judge_f1/{domain}"] = entry["consistency"].get("f1_macro")
-        scores[f"judge_f1_chance/{domain}"] = (entry.get("chance_consistency") or {}).get("f1_macro")
+    scores.update(finding_scores(pipe, records, judge, seed=seed))
     return scores
 
 
@@ -264,10 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge", default=str(REPO / "assets" / "judge"))
     parser.add_argument("--out", default=str(RESULTS / "recipe.md"))
     args = parser.parse_args(argv)
-    names = [n for n in args.variants.split(",") if n]
-    unknown = sorted(set(names) - set(VARIANTS))
-    if unknown:
-        parser.error(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
+    names = chosen(parser, args.variants, VARIANTS, "variants")
     import torch
 
     torch.set_num_threads(args.threads)

@@ -15,7 +15,15 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.common import REPO, RESULTS, load_judge, machine_description, markdown_table, write_result
+from benchmarks.common import (
+    REPO,
+    RESULTS,
+    chosen,
+    load_judge,
+    machine_description,
+    markdown_table,
+    write_result,
+)
 
 # name -> (SamplerConfig overrides, what it tests)
 SETTINGS: dict[str, tuple[dict, str]] = {
@@ -31,27 +39,6 @@ SETTINGS: dict[str, tuple[dict, str]] = {
 DOMAINS = ("chest_xray", "pathology")
 
 
-def score(pipe, records, judge, sampler: dict, seed: int = 0) -> dict:
-    from medim.evaluation import EvaluationSettings, Evaluator
-
-    settings = EvaluationSettings(
-        tasks=("report2image", "image2report"),
-        batch_size=50,
-        seed=seed,
-        text_metrics=("nltk",),
-        sampler=sampler,
-    )
-    evaluator = Evaluator(pipe, records, settings, judge=judge, progress=False)
-    out = {}
-    for domain, entry in evaluator.image2report()["per_domain"].items():
-        out[f"ce_f1/{domain}"] = entry["ce"]["f1_macro"]
-        out[f"ce_f1_chance/{domain}"] = entry["ce_chance"]["f1_macro"]
-    for domain, entry in evaluator.report2image()["per_domain"].items():
-        out[f"judge_f1/{domain}"] = entry["consistency"]["f1_macro"]
-        out[f"judge_f1_chance/{domain}"] = entry["chance_consistency"]["f1_macro"]
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.sampler", description=__doc__.split("\n\n")[0]
@@ -64,13 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge", default=str(REPO / "assets" / "judge"))
     parser.add_argument("--out", default=str(RESULTS / "sampler.md"))
     args = parser.parse_args(argv)
-    names = [n for n in args.settings.split(",") if n]
-    unknown = sorted(set(names) - set(SETTINGS))
-    if unknown:
-        parser.error(f"unknown settings {unknown}; known: {sorted(SETTINGS)}")
+    names = chosen(parser, args.settings, SETTINGS, "settings")
     import torch
 
-    from medim.evaluation import load_eval_dataset
+    from medim.evaluation import finding_scores, load_eval_dataset
     from medim.pipeline import MeDiMPipeline
 
     torch.set_num_threads(args.threads)
@@ -85,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = {
             "note": note,
             "overrides": overrides,
-            "scores": score(pipe, records, judge, overrides),
+            "scores": finding_scores(pipe, records, judge, sampler=overrides),
         }
         print(f"[sampler] {name}: {json.dumps(results[name]['scores'])}", flush=True)
     Path(args.out).with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")

@@ -40,6 +40,7 @@ __all__ = [
     "generate_images",
     "generate_pairs",
     "generate_reports",
+    "finding_scores",
     "load_eval_dataset",
     "write_outputs",
 ]
@@ -598,6 +599,30 @@ class Evaluator:
             metrics["steps_sweep"] = self.steps_sweep()
         metrics["skipped"] = list(self.skipped)
         return metrics
+
+
+def finding_scores(
+    pipe, records, judge, *, sampler: dict | None = None, seed: int = 0, batch_size: int = 50
+) -> dict:
+    """The two findings proxies per domain, each beside its chance level: image→report CE macro-F1
+    (``ce_f1/<domain>``, ``ce_f1_chance/<domain>``) and report→image judge macro-F1 (``judge_f1/<domain>``,
+    ``judge_f1_chance/<domain>``); a chance level that cannot be computed (one pair in a domain) is None."""
+    settings = EvaluationSettings(
+        tasks=("report2image", "image2report"),
+        batch_size=batch_size,
+        seed=seed,
+        text_metrics=("nltk",),
+        sampler=sampler or {},
+    )
+    evaluator = Evaluator(pipe, records, settings, judge=judge, progress=False)
+    scores = {}
+    for domain, entry in evaluator.image2report()["per_domain"].items():
+        scores[f"ce_f1/{domain}"] = entry["ce"]["f1_macro"]
+        scores[f"ce_f1_chance/{domain}"] = (entry.get("ce_chance") or {}).get("f1_macro")
+    for domain, entry in evaluator.report2image()["per_domain"].items():
+        scores[f"judge_f1/{domain}"] = entry["consistency"].get("f1_macro")
+        scores[f"judge_f1_chance/{domain}"] = (entry.get("chance_consistency") or {}).get("f1_macro")
+    return scores
 
 
 def _safe(identifier: str) -> str:

@@ -143,9 +143,13 @@ def default_device() -> torch.device:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def load_denoiser_weights(model: MeDiMModel, weights: str | os.PathLike) -> None:
+def load_denoiser_weights(
+    model: MeDiMModel, weights: str | os.PathLike, *, may_be_missing: tuple[str, ...] = ()
+) -> None:
     """Load ``model.safetensors`` into ``model`` exactly: a missing file, a shape mismatch or any missing or
-    unexpected tensor is a ValueError naming the file (nothing is unpickled)."""
+    unexpected tensor is a ValueError naming the file (nothing is unpickled). Tensors whose names start with one
+    of ``may_be_missing`` may be absent from the file and keep their initial values (a warm start that adds
+    modules, e.g. AdaLN on a pretrained causal LM)."""
     weights = Path(weights)
     if not weights.is_file():
         raise ValueError(f"{weights} is missing")
@@ -153,6 +157,7 @@ def load_denoiser_weights(model: MeDiMModel, weights: str | os.PathLike) -> None
         missing, unexpected = load_model(model, str(weights), strict=False)
     except Exception as error:
         raise ValueError(f"{weights} does not match the config in {weights.parent}: {error}") from error
+    missing = [name for name in missing if not (may_be_missing and name.startswith(may_be_missing))]
     if missing or unexpected:
         raise ValueError(
             f"{weights} does not match its config: missing {sorted(missing)[:5]}, unexpected "

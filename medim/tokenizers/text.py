@@ -141,29 +141,30 @@ def decode_pieces(
     pending: list[int] = []
     pending_conf: list[float | None] = []
 
-    def flush() -> None:
-        if pending:
-            known = [c for c in pending_conf if c is not None and c == c]
-            confidence = min(known) if known else None
-            # decoded as the report text is (special ids such as <eos> show nothing), so the views agree
-            pieces.append((tokenizer.decode(pending, skip_special_tokens=True), confidence))
-            pieces.extend(("", confidence) for _ in pending[1:])
-            pending.clear()
-            pending_conf.clear()
+    def emit(text: str) -> None:
+        known = [c for c in pending_conf if c is not None and c == c]
+        confidence = min(known) if known else None
+        pieces.append((text, confidence))
+        pieces.extend(("", confidence) for _ in pending[1:])
+        pending.clear()
+        pending_conf.clear()
+
+    def decode() -> str:  # as the report text is decoded (special ids such as <eos> show nothing)
+        return tokenizer.decode(pending, skip_special_tokens=True)
 
     for token, confidence in zip(ids, confidences):
         if token in skip:
             continue
         if token in placeholder:
-            flush()
+            if pending:
+                emit(decode())
             pieces.append((placeholder[token], None))
             continue
         pending.append(token)
         pending_conf.append(confidence)
-        if (
-            "\ufffd" not in tokenizer.decode(pending, skip_special_tokens=True)
-            or len(pending) >= MAX_UTF8_BYTES
-        ):
-            flush()
-    flush()
+        text = decode()
+        if "\ufffd" not in text or len(pending) >= MAX_UTF8_BYTES:
+            emit(text)
+    if pending:
+        emit(decode())
     return pieces

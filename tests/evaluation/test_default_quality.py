@@ -35,7 +35,7 @@ ABOVE_CHANCE = ("ce_f1/pathology", "judge_f1/chest_xray", "judge_f1/pathology")
 
 @pytest.fixture(scope="module")
 def scores():
-    from medim.evaluation import EvaluationSettings, Evaluator, load_eval_dataset
+    from medim.evaluation import finding_scores, load_eval_dataset
     from medim.metrics.judge import ConsistencyJudge
     from medim.pipeline import MeDiMPipeline
 
@@ -43,18 +43,7 @@ def scores():
     pipe = MeDiMPipeline.from_pretrained(DEFAULT, device="cpu")
     dataset = load_eval_dataset(EXAMPLES, "test")
     records = [dataset[i] for i in range(len(dataset))]
-    settings = EvaluationSettings(
-        tasks=("report2image", "image2report"), batch_size=20, seed=0, text_metrics=("nltk",)
-    )
-    evaluator = Evaluator(pipe, records, settings, judge=ConsistencyJudge.load(JUDGE), progress=False)
-    image2report, report2image = evaluator.image2report(), evaluator.report2image()
-    out = {}
-    for domain, entry in image2report["per_domain"].items():
-        out[f"ce_f1/{domain}"] = entry["ce"]["f1_macro"]
-        out[f"ce_f1_chance/{domain}"] = entry["ce_chance"]["f1_macro"]
-    for domain, entry in report2image["per_domain"].items():
-        out[f"judge_f1/{domain}"] = entry["consistency"]["f1_macro"]
-        out[f"judge_f1_chance/{domain}"] = entry["chance_consistency"]["f1_macro"]
+    out = finding_scores(pipe, records, ConsistencyJudge.load(JUDGE), seed=0, batch_size=20)
     print("default quality on assets/examples/test:", {k: round(v, 3) for k, v in sorted(out.items())})
     return out
 

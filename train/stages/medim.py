@@ -160,22 +160,10 @@ def warm_start(model: MeDiMModel, source: Path) -> None:
             for name in mismatched
         )
         raise ValueError(f"cannot warm-start from {source}: the model differs ({details})")
-    if not adapting:
-        load_denoiser_weights(model, source / "model.safetensors")
-        return
-    from safetensors.torch import load_model
-
-    weights = source / "model.safetensors"
-    try:
-        missing, unexpected = load_model(model, str(weights), strict=False)
-    except Exception as error:  # a shape mismatch
-        raise ValueError(f"{weights} does not match the backbone here: {error}") from error
-    missing_backbone = sorted(name for name in missing if not name.startswith(ADAPTATION_MODULES))
-    if missing_backbone or unexpected:
-        raise ValueError(
-            f"{weights} does not match the backbone here: missing {missing_backbone[:5]}, unexpected "
-            f"{sorted(unexpected)[:5]}"
-        )
+    # adapting: the backbone exactly, the zero-initialised timestep and AdaLN modules stay as they are
+    load_denoiser_weights(
+        model, source / "model.safetensors", may_be_missing=ADAPTATION_MODULES if adapting else ()
+    )
 
 
 def _step_generator(seed: int, step: int, rank: int, micro: int) -> torch.Generator:
@@ -347,24 +335,9 @@ def run(
         for micro in range(config.optim.grad_accum):
             x0, prompts = sampler.batch(step * config.optim.grad_accum + micro, layout)
             generator = _step_generator(config.seed, step, accelerator.process_index, micro)
-            device = accelerator.device
-            if causal_lm:
-                x0 = x0.to(device)
-                logits = model(x0, torch.zeros(x0.shape[0], device=device))
-                loss, stats = causal_lm_loss(logits, x0, layout)
-            else:
-                batch = make_training_batch(
-                    x0, layout, config.diffusion, prompt_lengths=prompts, generator=generator
-                )
-                logits = model(batch.xt.to(device), batch.t.to(device))
-                batch_on_device = type(batch)(
-                    x0=batch.x0.to(device),
-                    xt=batch.xt.to(device),
-                    t=batch.t.to(device),
-                    target_mask=batch.target_mask.to(device),
-                    task=batch.task,
-                )
-                loss, stats = diffusion_loss(logits, batch_on_device, layout, config.diffusion)
+            loss, stats = stage_loss(
+                model, x0, prompts, layout, config, objective, generator, accelerator.device
+            )
             accelerator.backward(loss / config.optim.grad_accum)
         if config.optim.clip_grad:
             accelerator.clip_grad_norm_(model.parameters(), config.optim.clip_grad)
@@ -474,6 +447,23 @@ class ema_weights:
         self.ema.restore(self.model.parameters())
 
 
+def stage_loss(model, x0, prompts, layout, config: TrainConfig, objective: str, generator, device):
+    """(loss, stats) of one batch of clean sequences x0 [B, L] for the stage's objective: the next-token loss
+    (pretraining) or eq. 6 on a copy masked by the forward process with ``generator`` (diffusion)."""
+    if objective == "causal_lm":
+        x0 = x0.to(device)
+        return causal_lm_loss(model(x0, torch.zeros(x0.shape[0], device=device)), x0, layout)
+    batch = make_training_batch(x0, layout, config.diffusion, prompt_lengths=prompts, generator=generator)
+    batch = type(batch)(
+        x0=batch.x0.to(device),
+        xt=batch.xt.to(device),
+        t=batch.t.to(device),
+        target_mask=batch.target_mask.to(device),
+        task=batch.task,
+    )
+    return diffusion_loss(model(batch.xt, batch.t), batch, layout, config.diffusion)
+
+
 @torch.no_grad()
 def validation_loss(
     model, cache, layout, config: TrainConfig, device, objective: str = "diffusion"
@@ -484,22 +474,8 @@ def validation_loss(
     totals = {"val_loss": 0.0, "val_nll_image": 0.0, "val_nll_text": 0.0}
     for index in range(config.eval.val_batches):
         x0, prompts = sampler.batch(index, layout)
-        if objective == "causal_lm":
-            logits = model(x0.to(device), torch.zeros(x0.shape[0], device=device)).cpu()
-            loss, stats = causal_lm_loss(logits, x0, layout)
-            totals["val_loss"] += loss.item()
-            totals["val_nll_image"] += float(stats["nll_image"])
-            totals["val_nll_text"] += float(stats["nll_text"])
-            continue
-        batch = make_training_batch(
-            x0,
-            layout,
-            config.diffusion,
-            prompt_lengths=prompts,
-            generator=torch.Generator().manual_seed(index),
-        )
-        logits = model(batch.xt.to(device), batch.t.to(device)).cpu()
-        loss, stats = diffusion_loss(logits, batch, layout, config.diffusion)
+        generator = torch.Generator().manual_seed(index)
+        loss, stats = stage_loss(model, x0, prompts, layout, config, objective, generator, device)
         totals["val_loss"] += loss.item()
         totals["val_nll_image"] += float(stats["nll_image"])
         totals["val_nll_text"] += float(stats["nll_text"])
