@@ -376,8 +376,8 @@ class MeDiMPipeline:
         for step in range(config.steps):
             logits = denoiser(x, generate, guidance_scale_at(step, config.steps, config))
             out = sampler.step(logits, x, step, initial_masked, generator)
-            if out.filled is not None:  # padding filled by the report-end rule is not the schedule's to spend
-                initial_masked = initial_masked - out.filled
+            if out.padding is not None:  # padding is not the schedule's to spend: the words follow it
+                initial_masked = initial_masked - out.padding
             x = out.tokens
             committed_at = torch.where(out.committed, step + 1, committed_at)
             confidence = torch.where(out.committed, out.confidence, confidence)

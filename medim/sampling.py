@@ -125,9 +125,10 @@ class StepOutput:
     predicted: torch.Tensor  # a sample at every masked position (what the model currently believes)
     confidence: torch.Tensor  # probability of the sampled token (nan where nothing was sampled)
     committed: torch.Tensor  # bool: positions unmasked in this step
-    # [B] positions the pad rule filled beyond the scheduled commits (a report's end decided this step): the
-    # caller takes them off the schedule's budget, so the remaining words spread over the remaining steps
-    filled: torch.Tensor | None = None
+    # [B] report positions that became <pad> in this step (committed pads and the padding the report-end rule
+    # filled behind them). Padding is free: it does not count toward the step's commits, and the caller takes
+    # it off the schedule's budget, so the words themselves follow the unmasking schedule over the K steps.
+    padding: torch.Tensor | None = None
 
 
 class MaskGITSampler:
@@ -220,18 +221,22 @@ class MaskGITSampler:
 
         to_commit = self.commit_counts(step_index, initial_masked, masked, confidence)
         order = score.argsort(dim=-1, descending=True)
-        rank = torch.empty_like(order).scatter_(
-            -1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order).contiguous()
-        )
-        commit = (rank < to_commit[:, None]) & masked
-        tokens = torch.where(commit, sampled, x_t)
-        filled = None
+        counted = masked
         if cfg.pad_suffix:
-            scheduled = commit
+            # a sampled <pad> ranked among the step's commits is committed without using up a commit: the
+            # step still places `to_commit` words (or image codes), and the report's length follows from them
+            counted = masked & ~(self._text_positions(x_t.device)[None] & (sampled == self.layout.pad_id))
+        # commits counted before each position, in score order
+        counted_before = counted.gather(-1, order).long().cumsum(-1) - counted.gather(-1, order).long()
+        within = torch.empty_like(counted_before).scatter_(-1, order, counted_before) < to_commit[:, None]
+        commit = within & masked
+        tokens = torch.where(commit, sampled, x_t)
+        padding = None
+        if cfg.pad_suffix:
             tokens, commit = self._fill_after_pad(tokens, commit, masked)
-            filled = (commit & ~scheduled).sum(-1)
+            padding = (commit & (tokens == self.layout.pad_id) & self._text_positions(x_t.device)[None]).sum(-1)
         return StepOutput(
-            tokens=tokens, predicted=sampled, confidence=confidence, committed=commit, filled=filled
+            tokens=tokens, predicted=sampled, confidence=confidence, committed=commit, padding=padding
         )
 
     # ---- the report ends at its first <pad> ----------------------------------------------------------

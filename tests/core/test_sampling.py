@@ -225,21 +225,42 @@ def test_a_given_report_with_words_after_a_pad_still_decodes():
     assert torch.equal(final[0, text + 3 :], x[0, text + 3 :])  # given tokens never change
 
 
-def test_padding_filled_by_the_report_end_rule_is_reported_and_not_on_the_schedule():
-    """A committed <pad> fills the rest of the report; StepOutput.filled counts those positions so the caller
-    can take them off the schedule's budget (else the schedule stalls at one word a step, then dumps the whole
-    report in the last steps)."""
+def test_padding_is_free_the_step_commits_its_words_and_reports_the_padding():
+    """A committed <pad> fills the rest of the report. Neither it nor the filled padding uses up the step's
+    commits, and StepOutput.padding counts them so the caller takes them off the schedule's budget (else the
+    schedule spends its early steps on padding and dumps the words in the last ones)."""
     x = LAYOUT.blank(1)
     x[:, LAYOUT.image_slice] = LAYOUT.image_offset  # the image is given: only the report is generated
     text = LAYOUT.text_slice
     logits = torch.zeros(1, LAYOUT.seq_len, LAYOUT.vocab_size)
-    logits[0, text.start + 2, LAYOUT.pad_id] = 50.0  # the report surely ends at its third token
-    logits[0, text, 5] = 10.0  # a word everywhere else
-    sampler = MaskGITSampler(LAYOUT, SamplerConfig(steps=4, schedule="linear", temperature=0.0))
+    # a word everywhere, surer the earlier it stands, and the report surely ends at its third token
+    logits[0, text, 5] = torch.linspace(12.0, 10.0, LAYOUT.text_tokens)
+    logits[0, text.start + 2, LAYOUT.pad_id] = 50.0
+    sampler = MaskGITSampler(
+        LAYOUT, SamplerConfig(steps=4, schedule="linear", temperature=0.0, confidence_noise=0.0)
+    )
     sampler.set_timesteps(4)
     initial = (x == LAYOUT.mask_id).sum(-1)
     out = sampler.step(logits, x, 0, initial, torch.Generator().manual_seed(0))
     scheduled = int(initial) - int(sampler.masks_after(0, initial))
-    assert int(out.committed.sum()) == scheduled + int(out.filled)
-    assert 0 < int(out.filled) <= LAYOUT.text_tokens - 3  # at most the positions behind the committed pad
+    words = out.committed & (out.tokens != LAYOUT.pad_id)
+    assert int(words.sum()) == min(scheduled, 2)  # only two word slots are left before the end
+    assert int(out.padding) == LAYOUT.text_tokens - 2  # the pad and every position behind it
+    assert int(out.committed.sum()) == int(words.sum()) + int(out.padding)
     assert (out.tokens[0, text.start + 2 :] == LAYOUT.pad_id).all()
+
+
+def test_a_confident_pad_does_not_take_a_words_commit():
+    x = LAYOUT.blank(1)
+    x[:, LAYOUT.image_slice] = LAYOUT.image_offset
+    text = LAYOUT.text_slice
+    logits = torch.zeros(1, LAYOUT.seq_len, LAYOUT.vocab_size)
+    logits[0, text, 5] = 10.0
+    logits[0, text.stop - 1, LAYOUT.pad_id] = 50.0  # the last slot is surely padding, and the most confident
+    config = SamplerConfig(steps=LAYOUT.text_tokens, schedule="linear", temperature=0.0, confidence_noise=0.0)
+    sampler = MaskGITSampler(LAYOUT, config)
+    sampler.set_timesteps(LAYOUT.text_tokens)
+    initial = (x == LAYOUT.mask_id).sum(-1)
+    out = sampler.step(logits, x, 0, initial, torch.Generator().manual_seed(0))
+    assert out.tokens[0, text.stop - 1] == LAYOUT.pad_id
+    assert int((out.committed & (out.tokens != LAYOUT.pad_id)).sum()) == 1  # the step's one commit is a word
