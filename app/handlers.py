@@ -419,9 +419,18 @@ class DemoHandlers:
             )
         yield self._starting("inpaint", settings)
         key = key or self.manager.default_key
+        notices = []
+        if run.num_samples > 1:
+            # the edit resamples one sample; say so rather than let the others vanish without a word
+            others = run.num_samples - 1
+            notices.append(
+                f"Edited sample {sample + 1} of {run.num_samples}: this result holds only that sample. The "
+                f"other {others} {'sample is' if others == 1 else 'samples are'} in the previous result's "
+                "bundle (download it before editing to keep them)."
+            )
         with user_errors():
             progress = stream_edit(pipe, display_name(key), run, sample, cells or [], tokens or [], settings)
-            yield from self._stream(progress, pipe, settings)
+            yield from self._stream(progress, pipe, settings, verdict=lambda _run: notices)
 
     def reproduce(self, path, key):
         """Run a downloaded bundle again with this session's checkpoint and say whether the result is identical."""

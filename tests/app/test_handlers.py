@@ -177,6 +177,11 @@ def test_edit_resamples_only_the_selection(handlers):
         chosen[layout.text_slice.start + offset] = True
     assert torch.equal(new.tokens[0, ~chosen], run.tokens[1, ~chosen])
     assert (new.states[-1].committed_at[0, chosen] > 0).all()
+    # the other sample is not silently dropped: the result says where it went
+    assert "Edited sample 2 of 2" in edited[-1]["notices"] and "other 1 sample is" in edited[-1]["notices"]
+    single = run_all(handlers.generate_pair("", *settings_args(steps=3), None))[-1]["run"]
+    alone = run_all(handlers.apply_edit(single, 0, ["A1"], [], *settings_args(steps=3), None))[-1]
+    assert "Edited sample" not in alone["notices"]
     with pytest.raises(gr.Error, match="Pick image cells"):
         run_all(handlers.apply_edit(run, 0, [], [], *settings_args(), None))
     with pytest.raises(gr.Error, match="unknown image cell"):
