@@ -234,7 +234,9 @@ class MaskGITSampler:
         padding = None
         if cfg.pad_suffix:
             tokens, commit = self._fill_after_pad(tokens, commit, masked)
-            padding = (commit & (tokens == self.layout.pad_id) & self._text_positions(x_t.device)[None]).sum(-1)
+            padding = (commit & (tokens == self.layout.pad_id) & self._text_positions(x_t.device)[None]).sum(
+                -1
+            )
         return StepOutput(
             tokens=tokens, predicted=sampled, confidence=confidence, committed=commit, padding=padding
         )
