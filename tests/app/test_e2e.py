@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import html
 
 import pytest
 from gradio_client import Client, handle_file
@@ -110,3 +111,12 @@ def test_importing_or_building_the_app_loads_no_model():
         raise AssertionError(f"build_demo loaded {key}")
 
     build_demo(DemoHandlers(ModelManager("x", loader=explode), study=StudyHook(reason="off")))
+
+
+def test_editing_one_sample_of_several_says_where_the_others_are(served):
+    """Through the server: a two-sample pair, then an edit of the second sample in the same session."""
+    client = Client(served, verbose=False)
+    client.predict("", *settings_args(steps=3, samples=2), api_name="/generate_pair")
+    final = client.predict(1, ["A1"], [], *settings_args(steps=3), api_name="/edit")
+    notices = html.unescape(final[3])  # the notices box is HTML
+    assert "Edited sample 2 of 2" in notices and "previous result's bundle" in notices
