@@ -221,22 +221,22 @@ class MaskGITSampler:
 
         to_commit = self.commit_counts(step_index, initial_masked, masked, confidence)
         order = score.argsort(dim=-1, descending=True)
+        is_text = self._text_positions(x_t.device)[None]
         counted = masked
         if cfg.pad_suffix:
             # a sampled <pad> ranked among the step's commits is committed without using up a commit: the
             # step still places `to_commit` words (or image codes), and the report's length follows from them
-            counted = masked & ~(self._text_positions(x_t.device)[None] & (sampled == self.layout.pad_id))
-        # commits counted before each position, in score order
-        counted_before = counted.gather(-1, order).long().cumsum(-1) - counted.gather(-1, order).long()
-        within = torch.empty_like(counted_before).scatter_(-1, order, counted_before) < to_commit[:, None]
-        commit = within & masked
+            counted = masked & ~(is_text & (sampled == self.layout.pad_id))
+        # in score order, how many counted commits stand before each position; then back to sequence order
+        counted_in_order = counted.gather(-1, order).long()
+        before_in_order = counted_in_order.cumsum(-1) - counted_in_order
+        counted_before = torch.empty_like(before_in_order).scatter_(-1, order, before_in_order)
+        commit = (counted_before < to_commit[:, None]) & masked
         tokens = torch.where(commit, sampled, x_t)
         padding = None
         if cfg.pad_suffix:
             tokens, commit = self._fill_after_pad(tokens, commit, masked)
-            padding = (commit & (tokens == self.layout.pad_id) & self._text_positions(x_t.device)[None]).sum(
-                -1
-            )
+            padding = (commit & is_text & (tokens == self.layout.pad_id)).sum(-1)
         return StepOutput(
             tokens=tokens, predicted=sampled, confidence=confidence, committed=commit, padding=padding
         )

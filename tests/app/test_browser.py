@@ -115,4 +115,4 @@ def test_scan_to_report_shows_the_report_forming_at_the_default_schedule(browser
     assert words == sorted(words), words  # committed words never disappear
     assert words[steps // 2 - 1] >= 0.2 * final, words  # partly written by half-way
     assert final - words[-2] <= 0.4 * final, words  # the last step adds a minority of the words
-    assert len({count for count in words}) >= steps // 2, words  # words arrive at many steps
+    assert len(set(words)) >= steps // 2, words  # words arrive at many steps
