@@ -6,8 +6,13 @@ only move within its own queue. Raters see the image, the report and their own a
 raters' answers or items outside their assignment. Keys 1–9 press the Likert buttons.
 
 API endpoints (for ``gradio_client``): ``/sign_in(token)``, ``/rate(consistency, image_realism,
-report_plausibility, comment, cannot_judge, shown)``, ``/previous``, ``/next``, ``/resume``, ``/admin_progress``,
-``/admin_export``.
+report_plausibility, comment, cannot_judge, shown, session_key)``, ``/previous(session_key)``, ``/next(session_key)``,
+``/resume(session_key)``, ``/admin_progress(session_key)``, ``/admin_export(session_key)``.
+
+Who is signed in is bound to a secret, not to the Gradio session id alone: every sign-in draws a fresh
+``session_key`` (the last output of ``/sign_in``), kept server-side in the session state, and every later action
+must send it back. A client that presents another rater's session id (it travels in URLs and logs) but not that
+sign-in's key is refused and shown nothing. A key lives for ``SESSION_LIFETIME_S``; signing in again rotates it.
 
 Every view carries ``shown``, an opaque one-time key of the item on screen (the last output of each view); a rating
 must send back the key of the pair the rater saw. The server stores it on exactly that pair, or refuses it (and
@@ -32,6 +37,7 @@ from eval_human.store import MAX_COMMENT_CHARS, MAX_SECONDS_SPENT, RaterInfo, St
 MAX_LIKERT_BUTTONS = 9  # one digit key per button
 SIGN_IN_FAILURES = 5  # failed token sign-ins a client address may make per window before it must wait
 SIGN_IN_WINDOW_S = 60.0
+SESSION_LIFETIME_S = 12 * 3600.0  # a sign-in's key expires after a working day; the rater signs in again
 NOT_RATED = 0  # choice value of an optional Likert question left unanswered
 
 # Installs one document-level key listener: digit N clicks the visible Likert button N, except while typing.
@@ -93,6 +99,8 @@ class RaterSession:
     """Server-side per-browser state: who is signed in, where they are, and when the current item appeared."""
 
     rater: RaterInfo
+    secret: str = ""  # this sign-in's session key; every action must present it
+    signed_in_at: float = 0.0
     position: int = 0
     shown_at: float = 0.0
     shown_key: str = ""  # the one-time key of the item last rendered (what is on screen)
@@ -110,10 +118,22 @@ class RatingTab:
     sign_in_outputs: list
 
 
-def _require(session: RaterSession | None) -> RaterSession:
-    if session is None:
+def _require(session: RaterSession | None, key: str | None, *, clock=time.monotonic) -> RaterSession:
+    """The signed-in session, if ``key`` is this sign-in's secret and it has not expired; otherwise a refusal
+    that reveals nothing about the session (not even whether one exists)."""
+    if session is None or not session.secret:
         raise gr.Error("Sign in with your rater token first.")
+    if not key or not secrets.compare_digest(str(key), session.secret):
+        raise gr.Error("This browser's sign-in is not valid here: sign in with your rater token.")
+    if clock() - session.signed_in_at > SESSION_LIFETIME_S:
+        raise gr.Error("Your sign-in has expired: sign in with your rater token again.")
     return session
+
+
+def _new_session(rater: RaterInfo, **fields) -> RaterSession:
+    return RaterSession(
+        rater=rater, secret=secrets.token_urlsafe(24), signed_in_at=time.monotonic(), **fields
+    )
 
 
 def _optional_score(value: Any) -> int | None:
@@ -184,6 +204,7 @@ def build_rating_tab(
         api_cannot_judge = gr.Checkbox(visible=False)
         api_rate_button = gr.Button(visible=False)
         shown = gr.Textbox(visible=False)  # the key of the pair on screen; ratings send it back
+    session_key = gr.Textbox(visible=False)  # this sign-in's secret; every action sends it back
 
     with gr.Column(visible=False) as admin_panel:
         gr.Markdown("### Study administration")
@@ -209,7 +230,7 @@ def build_rating_tab(
         current,
         shown,
     ]
-    sign_in_outputs = [*view_outputs, admin_panel, admin_table, prompt, *likert_buttons]
+    sign_in_outputs = [*view_outputs, admin_panel, admin_table, prompt, *likert_buttons, session_key]
 
     # ------------------------------------------------------------ rendering
 
@@ -251,17 +272,23 @@ def build_rating_tab(
 
     def signed_in(rater: RaterInfo) -> list:
         if rater.role == ROLE_ADMIN:
+            state = _new_session(rater)
             hidden = [
-                RaterSession(rater=rater),
+                state,
                 f"Signed in as admin **{rater.name}**.",
                 gr.Column(visible=False),
                 *([gr.skip()] * 8),
             ]
-            return [*hidden, gr.Column(visible=True), store.progress(rater.study_id), gr.skip()] + [
-                gr.skip()
-            ] * MAX_LIKERT_BUTTONS
+            return [
+                *hidden,
+                gr.Column(visible=True),
+                store.progress(rater.study_id),
+                gr.skip(),
+                *([gr.skip()] * MAX_LIKERT_BUTTONS),
+                state.secret,
+            ]
         likert_max = store.study_info(rater.study_id)["likert_max"]
-        state = RaterSession(rater=rater, position=store.first_pending_position(rater.id))
+        state = _new_session(rater, position=store.first_pending_position(rater.id))
         buttons = [gr.Button(visible=value <= likert_max) for value in range(1, MAX_LIKERT_BUTTONS + 1)]
         return [
             *render(state),
@@ -269,6 +296,7 @@ def build_rating_tab(
             gr.skip(),
             CONSISTENCY_PROMPT.format(max=likert_max),
             *buttons,
+            state.secret,
         ]
 
     # ------------------------------------------------------------ handlers
@@ -296,8 +324,8 @@ def build_rating_tab(
             raise gr.Error(str(error)) from error
         return signed_in(rater)
 
-    def rate(score, realism_value, plausibility_value, comment_value, cannot_judge, shown_key, state):
-        state = _require(state)
+    def rate(score, realism_value, plausibility_value, comment_value, cannot_judge, shown_key, key, state):
+        state = _require(state, key)
         if state.rater.role == ROLE_ADMIN:
             raise gr.Error("Admins do not rate pairs.")
         if (
@@ -336,34 +364,34 @@ def build_rating_tab(
         last = item.n_items - 1
         return render(replace(state, position=min(state.position + 1, last)), "Saved.")
 
-    def move(step: int, state):
-        state = _require(state)
+    def move(step: int, key, state):
+        state = _require(state, key)
         if state.rater.role == ROLE_ADMIN:
             raise gr.Error("Admins have no pairs to rate.")
         n_items = store.queue_length(state.rater.id)
         return render(replace(state, position=min(max(state.position + step, 0), n_items - 1)))
 
-    def resume(state):
-        state = _require(state)
+    def resume(key, state):
+        state = _require(state, key)
         if state.rater.role == ROLE_ADMIN:
             raise gr.Error("Admins have no pairs to rate.")
         return render(replace(state, position=store.first_pending_position(state.rater.id)))
 
-    def require_admin(state) -> RaterSession:
-        state = _require(state)
+    def require_admin(state, key) -> RaterSession:
+        state = _require(state, key)
         if state.rater.role != ROLE_ADMIN:
             raise gr.Error("This view needs an admin token.")
         return state
 
-    def admin_progress(state):
-        return store.progress(require_admin(state).rater.study_id)
+    def admin_progress(key, state):
+        return store.progress(require_admin(state, key).rater.study_id)
 
-    def admin_export(state):
+    def admin_export(key, state):
         """The unblinded ratings CSV for an admin session: its text in the reply, and an owner-only copy in the
         study's export folder on the server (never a temporary or web-served file)."""
         from eval_human.stats import export_ratings
 
-        study_id = require_admin(state).rater.study_id
+        study_id = require_admin(state, key).rater.study_id
         folder = store.export_dir
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -384,32 +412,31 @@ def build_rating_tab(
     for value, button in enumerate(likert_buttons, start=1):
         button.click(
             functools.partial(rate, value),
-            [*rate_inputs, gr.State(False), shown, session],
+            [*rate_inputs, gr.State(False), shown, session_key, session],
             view_outputs,
             api_visibility="private",
             **common,
         )
     cannot_judge_button.click(
         functools.partial(rate, None),
-        [*rate_inputs, gr.State(True), shown, session],
+        [*rate_inputs, gr.State(True), shown, session_key, session],
         view_outputs,
         api_visibility="private",
         **common,
     )
     api_rate_button.click(
         rate,
-        [api_score, *rate_inputs, api_cannot_judge, shown, session],
+        [api_score, *rate_inputs, api_cannot_judge, shown, session_key, session],
         view_outputs,
         api_name="rate",
         **common,
     )
-    previous_button.click(functools.partial(move, -1), [session], view_outputs, api_name="previous", **common)
-    next_button.click(functools.partial(move, 1), [session], view_outputs, api_name="next", **common)
-    resume_button.click(resume, [session], view_outputs, api_name="resume", **common)
-    refresh_button.click(admin_progress, [session], [admin_table], api_name="admin_progress", **common)
-    export_button.click(
-        admin_export, [session], [export_note, export_text], api_name="admin_export", **common
-    )
+    keyed = [session_key, session]
+    previous_button.click(functools.partial(move, -1), keyed, view_outputs, api_name="previous", **common)
+    next_button.click(functools.partial(move, 1), keyed, view_outputs, api_name="next", **common)
+    resume_button.click(resume, keyed, view_outputs, api_name="resume", **common)
+    refresh_button.click(admin_progress, keyed, [admin_table], api_name="admin_progress", **common)
+    export_button.click(admin_export, keyed, [export_note, export_text], api_name="admin_export", **common)
     return RatingTab(
         session=session,
         token=token,

@@ -20,6 +20,7 @@ from eval_human.ui import build_rating_app, build_rating_tab
 
 # Positions of the outputs of /rate, /previous, /next, /resume (see ui.build_rating_tab's view_outputs).
 STATUS, PROGRESS, IMAGE, REPORT, REALISM, PLAUSIBILITY, COMMENT, CURRENT, SHOWN = range(9)
+SESSION_KEY = -1  # the last output of /sign_in: this sign-in's secret, sent back with every action
 
 
 def _free_port() -> int:
@@ -57,7 +58,7 @@ def test_study_from_cli_to_agreement_numbers(tmp_path, pair_sources, capsys):
     try:
         anonymous = Client(url, verbose=False)
         with pytest.raises(AppError, match="Sign in"):
-            anonymous.predict(3, 0, 0, "", False, "", api_name="/rate")
+            anonymous.predict(3, 0, 0, "", False, "", "", api_name="/rate")
         with pytest.raises(AppError, match="unknown token"):
             anonymous.predict("wrong-token", api_name="/sign_in")
         with pytest.raises(AppError, match="No verified login"):  # no Gradio auth / OAuth on this app
@@ -68,27 +69,29 @@ def test_study_from_cli_to_agreement_numbers(tmp_path, pair_sources, capsys):
         for name in ("r1", "r2"):
             client = Client(url, verbose=False)
             view = client.predict(tokens[name], api_name="/sign_in")
+            key = view[SESSION_KEY]
             assert f"Signed in as **{name}**" in view[STATUS] and "Pair 1 of 6" in view[PROGRESS]
             reports = []
             for step in range(6):
                 report = view[REPORT]
                 reports.append(report)
                 view = client.predict(
-                    _score_for(report, name), 0, 0, f"{name} {step}", False, view[SHOWN], api_name="/rate"
+                    _score_for(report, name), 0, 0, f"{name} {step}", False, view[SHOWN], key, api_name="/rate"
                 )
                 if name == "r1" and step == 2:
                     # Close the browser half-way: a fresh session with the same token resumes at pair 4.
                     client = Client(url, verbose=False)
                     view = client.predict(tokens[name], api_name="/sign_in")
+                    key = view[SESSION_KEY]
                     assert "Pair 4 of 6" in view[PROGRESS] and "3 rated" in view[PROGRESS]
             assert "6 rated" in view[PROGRESS] and "all pairs rated" in view[PROGRESS]
             with pytest.raises(AppError, match="outside the scale"):
-                client.predict(9, 0, 0, "", False, view[SHOWN], api_name="/rate")
+                client.predict(9, 0, 0, "", False, view[SHOWN], key, api_name="/rate")
             # Go back one pair, see the own answer, change it.
-            back = client.predict(api_name="/previous")
+            back = client.predict(key, api_name="/previous")
             assert back[REPORT] == reports[-2] and "Your consistency score" in back[CURRENT]
             client.predict(
-                _score_for(reports[-2], name), 4, 5, "changed", False, back[SHOWN], api_name="/rate"
+                _score_for(reports[-2], name), 4, 5, "changed", False, back[SHOWN], key, api_name="/rate"
             )
             seen[name] = reports
             assert "source" not in json.dumps(view[:STATUS] + view[STATUS + 1 :]).lower()
@@ -96,22 +99,22 @@ def test_study_from_cli_to_agreement_numbers(tmp_path, pair_sources, capsys):
         assert seen["r1"] != seen["r2"]  # each rater has an own order
 
         admin = Client(url, verbose=False)
-        admin.predict(tokens["admin"], api_name="/sign_in")
-        progress = admin.predict(api_name="/admin_progress")
+        admin_key = admin.predict(tokens["admin"], api_name="/sign_in")[SESSION_KEY]
+        progress = admin.predict(admin_key, api_name="/admin_progress")
         assert [row[2] for row in progress["data"]] == [6, 6]  # submitted per rater
         with pytest.raises(AppError, match="admin token"):
-            client.predict(api_name="/admin_progress")  # a rater's session
+            client.predict(key, api_name="/admin_progress")  # a rater's session
         # the export reaches only the admin session, in its reply: no file URL anyone could fetch
-        note, csv_text = admin.predict(api_name="/admin_export")
+        note, csv_text = admin.predict(admin_key, api_name="/admin_export")
         exported = pd.read_csv(io.StringIO(csv_text))
         assert len(exported[exported["question"] == "consistency"]) == 12 and "source" in exported.columns
         assert "/gradio_api/file" not in note and "http" not in csv_text[:200]
         (saved,) = store.export_dir.glob("ratings_study1_*.csv")
         assert saved.read_text().strip() == csv_text.strip() and saved.stat().st_mode & 0o777 == 0o600
         assert store.export_dir.stat().st_mode & 0o777 == 0o700
-        for stranger in (client, anonymous):
-            with pytest.raises(AppError, match="admin token|Sign in"):
-                stranger.predict(api_name="/admin_export")
+        for stranger, stranger_key in ((client, key), (anonymous, ""), (anonymous, admin_key)):
+            with pytest.raises(AppError, match="admin token|Sign in|sign-in"):
+                stranger.predict(stranger_key, api_name="/admin_export")
     finally:
         demo.close()
         store.dispose()
@@ -172,11 +175,12 @@ def test_a_score_lands_on_the_pair_on_screen_or_is_refused(built_study):
     try:
         client = Client(url, verbose=False)
         first = client.predict(token, api_name="/sign_in")
+        key = first[SESSION_KEY]
         first_item = store.rater_item(built.raters[0].id, 0).item_id
         second_item = store.rater_item(built.raters[0].id, 1).item_id
 
         # "3" then "4" on pair 1 before the first reply: both name pair 1; nothing may land on pair 2
-        jobs = [client.submit(score, 0, 0, "", False, first[SHOWN], api_name="/rate") for score in (3, 4)]
+        jobs = [client.submit(score, 0, 0, "", False, first[SHOWN], key, api_name="/rate") for score in (3, 4)]
         replies = [job.result() for job in jobs]
         stored = _ratings_by_item(store, "r1")
         assert set(stored) == {first_item} and stored[first_item] in (3, 4)
@@ -187,22 +191,23 @@ def test_a_score_lands_on_the_pair_on_screen_or_is_refused(built_study):
             assert "Pair 2 of" in reply[PROGRESS] and reply[SHOWN] != first[SHOWN]
 
         # "Next" then "5" with the key of pair 2 that was on screen before Next: 5 must not land on pair 3
-        on_two = client.predict(api_name="/resume")
+        on_two = client.predict(key, api_name="/resume")
         assert "Pair 2 of" in on_two[PROGRESS]
-        moved = client.predict(api_name="/next")
-        late = client.predict(5, 0, 0, "", False, on_two[SHOWN], api_name="/rate")
+        moved = client.predict(key, api_name="/next")
+        late = client.predict(5, 0, 0, "", False, on_two[SHOWN], key, api_name="/rate")
         assert "not saved" in late[STATUS] and late[REPORT] == moved[REPORT]
         assert set(_ratings_by_item(store, "r1")) == {first_item}
 
         # a key from another session (or made up) is refused too
         other = Client(url, verbose=False)
-        other.predict(token, api_name="/sign_in")
-        assert "not saved" in other.predict(2, 0, 0, "", False, moved[SHOWN], api_name="/rate")[STATUS]
-        assert "not saved" in other.predict(2, 0, 0, "", False, "forged", api_name="/rate")[STATUS]
+        other_key = other.predict(token, api_name="/sign_in")[SESSION_KEY]
+        assert other_key != key  # every sign-in draws its own secret
+        assert "not saved" in other.predict(2, 0, 0, "", False, moved[SHOWN], other_key, api_name="/rate")[STATUS]
+        assert "not saved" in other.predict(2, 0, 0, "", False, "forged", other_key, api_name="/rate")[STATUS]
         with pytest.raises(AppError, match="whole number"):  # 3.5 is refused, not rounded to 4
-            client.predict(3.5, 0, 0, "", False, late[SHOWN], api_name="/rate")
+            client.predict(3.5, 0, 0, "", False, late[SHOWN], key, api_name="/rate")
         # and the honest path still works: the key of what is shown (the refusal re-showed pair 3) stores there
-        ok = client.predict(1, 0, 0, "", False, late[SHOWN], api_name="/rate")
+        ok = client.predict(1, 0, 0, "", False, late[SHOWN], key, api_name="/rate")
         assert ok[STATUS] == "Saved."
         third_item = store.rater_item(built.raters[0].id, 2).item_id
         assert _ratings_by_item(store, "r1") == {first_item: stored[first_item], third_item: 1}
@@ -255,10 +260,11 @@ def test_served_media_cannot_tell_real_from_generated(tmp_path):
     try:
         client = Client(url, verbose=False)
         view = client.predict(built.raters[0].token, api_name="/sign_in")
+        key = view[SESSION_KEY]
         served = []
         for _ in range(store.queue_length(built.raters[0].id)):
             served.append(Path(view[IMAGE]).read_bytes())
-            view = client.predict(api_name="/next")
+            view = client.predict(key, api_name="/next")
         assert len({len(data) for data in served}) == 1 and len({data[:33] for data in served}) == 1
         kinds = set(store.items_frame(built.study_id)["kind"])
         assert {"real", "generated"} <= kinds
@@ -290,5 +296,52 @@ def test_sign_in_is_throttled_after_repeated_failures(built_study):
         now[0] = 61.0
         view = Client(url, verbose=False).predict(right, api_name="/sign_in")
         assert "Signed in as" in view[STATUS]
+    finally:
+        demo.close()
+
+
+def test_a_copied_session_id_without_its_sign_in_key_gets_nothing(built_study, monkeypatch):
+    """Through the server: a second client that presents a signed-in rater's (or admin's) Gradio session id —
+    which travels in URLs and logs — but not that sign-in's key is refused, sees no pair and moves nothing; a
+    new sign-in rotates the key and the old one dies; keys expire."""
+    import eval_human.ui as ui
+
+    store, built = built_study
+    tokens = {r.name: r.token for r in built.raters}
+    demo = build_rating_app(store)
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True
+    )
+    try:
+        rater, admin = Client(url, verbose=False), Client(url, verbose=False)
+        view = rater.predict(tokens["r1"], api_name="/sign_in")
+        key = view[SESSION_KEY]
+        admin_key = admin.predict(tokens["admin"], api_name="/sign_in")[SESSION_KEY]
+        for victim, victim_key in ((rater, key), (admin, admin_key)):
+            thief = Client(url, verbose=False)
+            thief.session_hash = victim.session_hash  # the replay: same session id, no key
+            for forged in ("", "guess", admin_key if victim is rater else key):
+                for api_name, args in (
+                    ("/next", ()),
+                    ("/resume", ()),
+                    ("/rate", (1, 0, 0, "", False, view[SHOWN])),
+                    ("/admin_export", ()),
+                ):
+                    with pytest.raises(AppError, match="not valid here"):
+                        thief.predict(*args, forged, api_name=api_name)
+        # the owner was not moved and nothing was stored by the thief
+        assert "Pair 2 of" in rater.predict(key, api_name="/next")[PROGRESS]
+        assert _ratings_by_item(store, "r1") == {}
+        assert "ratings_study" in admin.predict(admin_key, api_name="/admin_export")[0]
+
+        # signing in again rotates the key: the old one no longer works in this session
+        renewed = rater.predict(tokens["r1"], api_name="/sign_in")[SESSION_KEY]
+        assert renewed != key
+        with pytest.raises(AppError, match="not valid here"):
+            rater.predict(key, api_name="/resume")
+        assert "Pair 1 of" in rater.predict(renewed, api_name="/resume")[PROGRESS]
+        monkeypatch.setattr(ui, "SESSION_LIFETIME_S", -1.0)  # every key is now past its lifetime
+        with pytest.raises(AppError, match="expired"):
+            rater.predict(renewed, api_name="/resume")
     finally:
         demo.close()
