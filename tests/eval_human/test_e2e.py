@@ -76,7 +76,14 @@ def test_study_from_cli_to_agreement_numbers(tmp_path, pair_sources, capsys):
                 report = view[REPORT]
                 reports.append(report)
                 view = client.predict(
-                    _score_for(report, name), 0, 0, f"{name} {step}", False, view[SHOWN], key, api_name="/rate"
+                    _score_for(report, name),
+                    0,
+                    0,
+                    f"{name} {step}",
+                    False,
+                    view[SHOWN],
+                    key,
+                    api_name="/rate",
                 )
                 if name == "r1" and step == 2:
                     # Close the browser half-way: a fresh session with the same token resumes at pair 4.
@@ -180,7 +187,9 @@ def test_a_score_lands_on_the_pair_on_screen_or_is_refused(built_study):
         second_item = store.rater_item(built.raters[0].id, 1).item_id
 
         # "3" then "4" on pair 1 before the first reply: both name pair 1; nothing may land on pair 2
-        jobs = [client.submit(score, 0, 0, "", False, first[SHOWN], key, api_name="/rate") for score in (3, 4)]
+        jobs = [
+            client.submit(score, 0, 0, "", False, first[SHOWN], key, api_name="/rate") for score in (3, 4)
+        ]
         replies = [job.result() for job in jobs]
         stored = _ratings_by_item(store, "r1")
         assert set(stored) == {first_item} and stored[first_item] in (3, 4)
@@ -202,7 +211,10 @@ def test_a_score_lands_on_the_pair_on_screen_or_is_refused(built_study):
         other = Client(url, verbose=False)
         other_key = other.predict(token, api_name="/sign_in")[SESSION_KEY]
         assert other_key != key  # every sign-in draws its own secret
-        assert "not saved" in other.predict(2, 0, 0, "", False, moved[SHOWN], other_key, api_name="/rate")[STATUS]
+        assert (
+            "not saved"
+            in other.predict(2, 0, 0, "", False, moved[SHOWN], other_key, api_name="/rate")[STATUS]
+        )
         assert "not saved" in other.predict(2, 0, 0, "", False, "forged", other_key, api_name="/rate")[STATUS]
         with pytest.raises(AppError, match="whole number"):  # 3.5 is refused, not rounded to 4
             client.predict(3.5, 0, 0, "", False, late[SHOWN], key, api_name="/rate")
@@ -317,10 +329,10 @@ def test_a_copied_session_id_without_its_sign_in_key_gets_nothing(built_study, m
         view = rater.predict(tokens["r1"], api_name="/sign_in")
         key = view[SESSION_KEY]
         admin_key = admin.predict(tokens["admin"], api_name="/sign_in")[SESSION_KEY]
-        for victim, victim_key in ((rater, key), (admin, admin_key)):
+        for victim, someone_elses_key in ((rater, admin_key), (admin, key)):
             thief = Client(url, verbose=False)
             thief.session_hash = victim.session_hash  # the replay: same session id, no key
-            for forged in ("", "guess", admin_key if victim is rater else key):
+            for forged in ("", "guess", someone_elses_key):
                 for api_name, args in (
                     ("/next", ()),
                     ("/resume", ()),
