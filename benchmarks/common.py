@@ -226,6 +226,6 @@ def write_result(
 
 def pinned_threads(threads: int) -> int:
     """Pin torch's intra-op threads for a benchmark (the issue's setting: 2 on this host)."""
-    from medim.fast import configure_cpu_threads
+    from medim.runtime import configure_cpu_threads
 
     return configure_cpu_threads(threads)

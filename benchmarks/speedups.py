@@ -1,19 +1,19 @@
 """Before/after table of MeDiM's inference speedups, each timed side by side with its quality cost.
 
     python -m benchmarks.speedups [--checkpoint assets/default] [--runs 5] [--threads 2] [--quality-n 40]
-                                  [--guidance 2.0] [--skip-compile]
+                                  [--guidance 2.0]
 
 Rows, per task at the checkpoint's default K (batch 1, median of `runs` after a warm-up, threads pinned):
 
 - before: the original path (full-vocabulary head at every position, MaskGIT sampler over the full
   [B, L, V] logits with torch.multinomial — benchmarks/legacy.py);
 - sampler: masked rows only + inverse-CDF draws (now the default sampler, full head);
-- default: the pipeline as shipped (that sampler + the restricted output head);
-- exact caches: FastDenoiser driving the layers with the rotary table built once;
+- default: the pipeline as shipped (that sampler + the restricted output head; every row shares the model's one
+  forward pass, with its rotary table built once per length);
 - two-pass guidance (guidance rows): conditional and unconditional passes run one after the other instead of
   as one batch of 2B;
 - approximate: condition key/value cache (refresh never / every 4 steps), confidence-threshold sampler
-  (τ = 0.9, 0.7), int8 dynamic quantisation; torch.compile (its compile time in the note);
+  (τ = 0.9, 0.7), int8 dynamic quantisation (medim.speedups);
 - threads: the default path with 1 thread instead of 2.
 
 Columns: ms per sample, speed-up vs before, same tokens as the default path for the probe (same seed), denoising
@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import copy
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +44,9 @@ from benchmarks.common import (
 )
 from benchmarks.latency import TASK_NAMES, fmt, quality, task_inputs
 from benchmarks.legacy import LegacyMaskGITSampler
-from medim.fast import FastDenoiser, ThresholdSampler, compile_model, quantize_int8, restricted_logits
-from medim.sampling import unconditional_input
+from medim.heads import restricted_logits
+from medim.sampling import ThresholdSampler, unconditional_input
+from medim.speedups import ConditionCache, quantize_int8
 
 
 @dataclass
@@ -87,7 +86,7 @@ class Runner:
             x_init, generate, _ = pipe.prepare(
                 task, num_samples=len(examples) if task == "pair" else 1, **inputs
             )
-            config = pipe._settings(None, {"steps": steps, "guidance_scale": guidance})
+            config = pipe.sampler_settings(None, {"steps": steps, "guidance_scale": guidance})
             base = self.denoiser(pipe) if self.denoiser else pipe.denoise_logits
             passes = 0
 
@@ -106,8 +105,8 @@ class Runner:
                 denoiser=counted,
             )
             state = collections.deque(states, maxlen=1)[0]
-            result = pipe._result(task, state, seed, config, [])
-            return Output(result.images, result.reports, result.tokens, passes)
+            images = pipe.decode_images(pipe.layout.image_codes(state.tokens).clamp_min(0))
+            return Output(images, state.reports, state.tokens, passes)
         finally:
             torch.set_num_threads(saved_threads)
             pipe.restrict_head = saved_head
@@ -142,23 +141,17 @@ def build_modes(pipe, args) -> list[tuple[str, bool, Runner, str]]:
         ),
         ("sampler: masked rows + inverse CDF", True, Runner(pipe, restrict_head=False), "full head"),
         ("default: + restricted head", True, Runner(pipe), "shipped default"),
-        (
-            "FastDenoiser (rotary table cached)",
-            True,
-            Runner(pipe, denoiser=lambda p: FastDenoiser(p)),
-            "exact",
-        ),
         ("two-pass guidance", True, Runner(pipe, denoiser=two_pass_denoiser), "guidance rows only"),
         (
             "condition KV cache, computed once",
             False,
-            Runner(pipe, denoiser=lambda p: FastDenoiser(p, cache_condition=True)),
+            Runner(pipe, denoiser=lambda p: ConditionCache(p)),
             "approximate",
         ),
         (
             "condition KV cache, refresh every 4",
             False,
-            Runner(pipe, denoiser=lambda p: FastDenoiser(p, cache_condition=True, refresh_every=4)),
+            Runner(pipe, denoiser=lambda p: ConditionCache(p, refresh_every=4)),
             "approximate",
         ),
         (
@@ -178,12 +171,6 @@ def build_modes(pipe, args) -> list[tuple[str, bool, Runner, str]]:
         quantize_int8(pipe.model), pipe.text_tokenizer, pipe.image_tokenizer, pipe.sampler_config, pipe.info
     )
     modes.append(("int8 dynamic quantisation", False, Runner(quantised), "torch.ao quantize_dynamic"))
-    if not args.skip_compile:
-        compiled_model = compile_model(copy.deepcopy(pipe.model))
-        compiled = MeDiMPipeline(
-            compiled_model, pipe.text_tokenizer, pipe.image_tokenizer, pipe.sampler_config, pipe.info
-        )
-        modes.append(("torch.compile (decoder layers)", True, Runner(compiled), "compile time: see below"))
     modes.append((f"threads: 1 instead of {torch.get_num_threads()}", True, Runner(pipe, threads=1), ""))
     return modes
 
@@ -199,7 +186,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality-n", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--judge", default=str(DEFAULT_JUDGE))
-    parser.add_argument("--skip-compile", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     pinned_threads(args.threads)
@@ -212,7 +198,6 @@ def main(argv: list[str] | None = None) -> int:
     examples = load_examples(max(args.quality_n, 1))
     probe = examples[:1]
     modes = build_modes(pipe, args)
-    compile_seconds = {}
     sections = []
     summary = []
     for task in args.tasks:
@@ -226,10 +211,6 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 if name.startswith("condition KV") and task == "pair":
                     continue  # pair has no condition to cache
-                if name.startswith("torch.compile") and (task, guidance) not in compile_seconds:
-                    start = time.perf_counter()
-                    runner(task, probe, steps, guidance)  # first call compiles (per batch shape)
-                    compile_seconds[(task, guidance)] = time.perf_counter() - start
                 timing = measure(lambda r=runner, t=task, g=guidance: r(t, probe, steps, g), runs=args.runs)
                 out = runner(task, probe, steps, guidance)
                 same = bool(torch.equal(out.tokens, reference.tokens))
@@ -277,11 +258,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"## {TASK_NAMES[task]}, K = {steps}, guidance {guidance}\n\n" + markdown_table(header, rows)
             )
             print(sections[-1])
-    if compile_seconds:
-        sections.append(
-            "torch.compile first-call (compile) time: "
-            + ", ".join(f"{TASK_NAMES[t]} g={g}: {s:.1f} s" for (t, g), s in compile_seconds.items())
-        )
     quality_note = (
         f"Quality on {args.quality_n} test examples: image→report CE-F1 (micro), report→image and pair the "
         f"consistency judge's finding F1 ({'judge ' + args.judge if judge else 'no judge available: —'}). "

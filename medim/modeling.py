@@ -13,6 +13,10 @@ reused; this module only changes how the decoder layers are driven:
 
 Ablation switches (config): `causal_attention=True` keeps the causal mask; `timestep_conditioning="additive"`
 adds the timestep embedding to the token embeddings instead of AdaLN; `"off"` ignores t.
+
+This is the only forward pass. Speed modes call it: the restricted output head (medim.heads) reads
+`hidden_states`, and the approximate condition cache (medim.speedups) runs a subset of `positions` against the
+stored keys/values of the others (`key_values`, a `PositionKeyValues`).
 """
 
 from __future__ import annotations
@@ -92,6 +96,29 @@ class AdaLNModulation(nn.Module):
         return self.linear(F.silu(c) if self.input_activation == "silu" else c).chunk(6, dim=-1)
 
 
+class PositionKeyValues:
+    """Per-layer attention keys/values of a fixed set of sequence positions, in the backbone's Cache protocol.
+
+    While `recording`, a full pass stores the keys/values at `positions` (indices into that pass's sequence);
+    afterwards a pass over the other positions attends to [stored; its own] keys/values. The stored ones were
+    computed from the tokens and t of the recording pass, so reusing them is exact only while those stay the same
+    (an approximation MeDiM's speed modes measure, not assume).
+    """
+
+    def __init__(self, positions: torch.Tensor):
+        self.positions = positions
+        self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.recording = True
+
+    def update(self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, *args, **kwargs):
+        """Called by the backbone's attention with the keys/values [B, H, P, d] of the positions it runs."""
+        if self.recording:
+            self.layers[layer_idx] = (keys[:, :, self.positions], values[:, :, self.positions])
+            return keys, values
+        past_keys, past_values = self.layers[layer_idx]
+        return torch.cat([past_keys, keys], 2), torch.cat([past_values, values], 2)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Backbone construction
 # ---------------------------------------------------------------------------------------------------------
@@ -164,6 +191,9 @@ class MeDiMModel(nn.Module):
             # SDPA and FlashAttention take causality from this flag, not from the mask
             layer.self_attn.is_causal = config.causal_attention
         self.gradient_checkpointing = False  # recompute layer activations in backward (large backbones)
+        # rotary (cos, sin) of positions 0..L-1 per (L, device, dtype): they depend on nothing else, and
+        # rebuilding them at every sampling step is measurable on a small CPU
+        self._rotary_tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.timestep_embedder = None
         self.adaln = None
         if config.timestep_conditioning != "off":
@@ -186,21 +216,42 @@ class MeDiMModel(nn.Module):
     def attn_implementation(self) -> str:
         return self.backbone.config._attn_implementation
 
-    def _attention_mask(self, attention_mask: torch.Tensor | None, batch: int, length: int, dtype, device):
-        """Additive mask [B, 1, L, L] or None. Padding-only unless the causal ablation is on."""
-        if attention_mask is None and not self.config.causal_attention:
+    def _attention_mask(
+        self,
+        key_allowed: torch.Tensor | None,
+        query_positions: torch.Tensor,
+        key_positions: torch.Tensor,
+        dtype,
+        device,
+    ):
+        """Additive mask [B, 1, Q, K] or None. Padding-only unless the causal ablation is on.
+
+        key_allowed [B, K] (True = may be attended to) or None; query/key_positions [Q] / [K]: the sequence
+        positions of the queries and keys (causality compares them, so subsets and reordered keys work)."""
+        if key_allowed is None and not self.config.causal_attention:
             return None  # bidirectional, no padding: every backend attends everywhere
         if self.attn_implementation.startswith("flash"):
-            if attention_mask is not None and not bool(attention_mask.all()):
+            if key_allowed is not None and not bool(key_allowed.all()):
                 raise ValueError("padding masks are not supported with FlashAttention in MeDiM; use sdpa")
             return None  # the is_causal flag carries the causal ablation here
-        allowed = torch.ones(batch, 1, length, length, dtype=torch.bool, device=device)
-        if attention_mask is not None:
-            allowed = allowed & attention_mask.bool()[:, None, None, :]
+        allowed = torch.ones(1, 1, len(query_positions), len(key_positions), dtype=torch.bool, device=device)
+        if key_allowed is not None:
+            allowed = allowed & key_allowed.bool()[:, None, None, :]
         if self.config.causal_attention:
-            allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=device).tril()
+            allowed = allowed & (key_positions[None, :] <= query_positions[:, None])
         mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
         return mask.masked_fill(~allowed, torch.finfo(dtype).min)
+
+    def _rotary(self, hidden: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotary (cos, sin) [1, length, head_dim] for positions 0..length-1, built once per length."""
+        key = (length, hidden.device, hidden.dtype)
+        table = self._rotary_tables.get(key)
+        if table is None:
+            with torch.no_grad():
+                full = torch.arange(length, device=hidden.device)[None]
+                table = tuple(part.detach() for part in self.decoder.rotary_emb(hidden, position_ids=full))
+            self._rotary_tables[key] = table
+        return table
 
     def forward(
         self,
@@ -219,17 +270,37 @@ class MeDiMModel(nn.Module):
         input_ids: torch.Tensor,
         t: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        *,
+        positions: torch.Tensor | None = None,
+        key_values: PositionKeyValues | None = None,
     ) -> torch.Tensor:
         """The final-norm hidden states [B, L, D] that the output head reads (forward without the head).
 
         Callers that need logits only at some positions or for one modality's ids apply the head rows
-        themselves (see medim.fast.modality_head): the full-vocabulary head can cost more than the body.
+        themselves (see medim.heads.modality_head): the full-vocabulary head can cost more than the body.
+
+        `positions` [P] runs only those sequence positions of input_ids [B, L] (hidden [B, P, D]), attending to
+        them and to the keys/values stored in `key_values` (the complement, recorded by an earlier full pass
+        with `key_values.recording`). Logits offsets need full passes.
         """
         batch, length = input_ids.shape
+        key_allowed = attention_mask
         if not self.config.attend_to_pad:
             # pad positions are not attended to (the official MeDiM attention mask); queries there still run
             not_pad = input_ids != self.layout.pad_id
-            attention_mask = not_pad if attention_mask is None else attention_mask.bool() & not_pad
+            key_allowed = not_pad if key_allowed is None else key_allowed.bool() & not_pad
+        all_positions = torch.arange(length, device=input_ids.device)
+        query_positions, key_positions = all_positions, all_positions
+        if positions is not None:
+            if key_values is None or key_values.recording:
+                raise ValueError("positions need the recorded keys/values of the other positions")
+            if self.config.logits_offsets != (0, 0):
+                raise ValueError("a partial pass cannot apply logits_offsets; run all positions")
+            query_positions = positions
+            key_positions = torch.cat([key_values.positions, positions])
+            if key_allowed is not None:
+                key_allowed = key_allowed[:, key_positions]
+            input_ids = input_ids[:, positions]
         hidden = self.decoder.embed_tokens(input_ids)
         cond = None
         if self.timestep_embedder is not None:
@@ -241,12 +312,13 @@ class MeDiMModel(nn.Module):
             if self.adaln is None:  # additive ablation
                 hidden = hidden + cond[:, None].to(hidden.dtype)
 
-        position_ids = torch.arange(length, device=input_ids.device)[None].expand(batch, -1)
-        position_embeddings = self.decoder.rotary_emb(hidden, position_ids=position_ids)
-        mask = self._attention_mask(attention_mask, batch, length, hidden.dtype, hidden.device)
+        position_ids = query_positions[None].expand(batch, -1)
+        cos, sin = self._rotary(hidden, length)
+        position_embeddings = (cos[:, query_positions], sin[:, query_positions])
+        mask = self._attention_mask(key_allowed, query_positions, key_positions, hidden.dtype, hidden.device)
 
         for index, layer in enumerate(self.decoder.layers):
-            args = (index, layer, hidden, cond, position_embeddings, mask, position_ids)
+            args = (index, layer, hidden, cond, position_embeddings, mask, position_ids, key_values)
             if self.gradient_checkpointing and self.training:
                 hidden = checkpoint(self._layer, *args, use_reentrant=False)
             else:
@@ -256,7 +328,9 @@ class MeDiMModel(nn.Module):
             hidden = hidden[:, self._logits_source(length, hidden.device)]
         return self.decoder.norm(hidden)
 
-    def _layer(self, index, layer, hidden, cond, position_embeddings, mask, position_ids) -> torch.Tensor:
+    def _layer(
+        self, index, layer, hidden, cond, position_embeddings, mask, position_ids, key_values=None
+    ) -> torch.Tensor:
         """One decoder layer driven through the backbone's own submodules, with AdaLN-Zero when enabled."""
         adaln = self.adaln is not None
         if adaln:
@@ -271,6 +345,7 @@ class MeDiMModel(nn.Module):
             position_embeddings=position_embeddings,
             attention_mask=mask,
             position_ids=position_ids,
+            past_key_values=key_values,
         )
         hidden = hidden + (gate_a[:, None] * attn_out if adaln else attn_out)
         normed = layer.post_attention_layernorm(hidden)

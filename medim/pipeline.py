@@ -31,6 +31,7 @@ from safetensors.torch import load_model, save_model
 
 from medim.config import DiffusionConfig, MeDiMConfig, SamplerConfig
 from medim.diffusion import get_schedule
+from medim.heads import restricted_logits
 from medim.modeling import MeDiMModel
 from medim.reports import clean_report_text, report_notices
 from medim.sampling import (
@@ -193,7 +194,7 @@ class MeDiMPipeline:
             diffusion_config.schedule if diffusion_config else self.info.get("noise_schedule", "loglinear")
         )
         self.noise_schedule = get_schedule(self.noise_schedule_name)
-        # compute the output head only where the sampler reads it (exact; see medim.fast.restricted_logits)
+        # compute the output head only where the sampler reads it (exact; see medim.heads.restricted_logits)
         self.restrict_head = True
         if len(text_tokenizer) > self.config.text_vocab_size:
             raise ValueError(
@@ -324,8 +325,6 @@ class MeDiMPipeline:
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=autocast):
             need = x_t == self.layout.mask_id
             if self.restrict_head and need.any():
-                from medim.fast import restricted_logits
-
                 inputs = (
                     torch.cat([x_t, unconditional_input(x_t, generate, self.layout)]) if guidance > 0 else x_t
                 )
@@ -338,7 +337,12 @@ class MeDiMPipeline:
                 return apply_guidance(cond_logits, uncond_logits, guidance)
             return self.model(x_t, t).float()
 
-    def _settings(self, sampler_config: SamplerConfig | None, overrides: dict[str, Any]) -> SamplerConfig:
+    def sampler_settings(
+        self, sampler_config: SamplerConfig | None = None, overrides: dict[str, Any] | None = None
+    ) -> SamplerConfig:
+        """The sampler configuration a call uses: `sampler_config` (default the pipeline's) with the non-None
+        `overrides` (SamplerConfig fields) applied."""
+        overrides = overrides or {}
         base = sampler_config or self.sampler_config
         overrides = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(base, **overrides) if overrides else base
@@ -357,7 +361,7 @@ class MeDiMPipeline:
         """Run MaskGIT from x_init [B, L] (already masked at `generate` [B, L]), yielding a StepState per step.
 
         `sampler` (default a MaskGITSampler for `sampler_config`) and `denoiser` (`(x_t, generate, guidance)
-        -> logits [B, L, V]`, default `denoise_logits`) let medim.fast plug in its opt-in speedups.
+        -> logits [B, L, V]`, default `denoise_logits`) let medim.speedups plug in its opt-in speed modes.
         """
         config = sampler_config or self.sampler_config
         denoiser = denoiser or self.denoise_logits
@@ -478,14 +482,26 @@ class MeDiMPipeline:
         num_samples: int = 1,
         seed: int | None = None,
         sampler_config: SamplerConfig | None = None,
+        sampler: MaskGITSampler | None = None,
+        denoiser=None,
         **overrides,
     ) -> GenerationResult:
-        config = self._settings(sampler_config, overrides)
+        """One task to the end. `sampler` / `denoiser`: as in `stream` (medim.speedups passes its modes here)."""
+        config = self.sampler_settings(sampler_config, overrides)
         seed = 0 if seed is None else int(seed)
         x_init, generate, warnings = self.prepare(
             task, report=report, image=image, prompt=prompt, num_samples=num_samples
         )
-        state = _last(self.stream(x_init, generate, sampler_config=config, seed=seed, decode_images=False))
+        states = self.stream(
+            x_init,
+            generate,
+            sampler_config=config,
+            seed=seed,
+            decode_images=False,
+            sampler=sampler,
+            denoiser=denoiser,
+        )
+        state = _last(states)
         return self._result(task, state, seed, config, warnings)
 
     def _result(self, task, state: StepState, seed, config, warnings) -> GenerationResult:
@@ -525,7 +541,7 @@ class MeDiMPipeline:
     ) -> GenerationResult:
         """Resample `positions` ([L] or [B, L] bool over image and/or text) of finished sequences [B, L], keeping
         every other token fixed (inpainting and report infilling)."""
-        config = self._settings(sampler_config, overrides)
+        config = self.sampler_settings(sampler_config, overrides)
         positions = positions.to(torch.bool).expand_as(tokens)
         modality = self.layout.position_modality[None].expand_as(tokens)
         if (positions & ~((modality == IMAGE) | (modality == TEXT))).any():

@@ -271,3 +271,20 @@ class MaskGITSampler:
         fill = is_text & masked & (position > self._first_pad(tokens))
         tokens = torch.where(fill, torch.full_like(tokens, self.layout.pad_id), tokens)
         return tokens, commit | fill
+
+
+class ThresholdSampler(MaskGITSampler):
+    """MaskGIT that also commits every masked token sampled with probability >= `threshold` (Fast-dLLM's
+    parallel decoding). The schedule still sets the minimum progress, so K steps remain the upper bound and
+    confident sequences finish earlier; the pipeline stops as soon as nothing is masked."""
+
+    def __init__(self, layout: VocabLayout, config: SamplerConfig | None = None, threshold: float = 0.9):
+        super().__init__(layout, config)
+        if not 0 < threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+        self.threshold = threshold
+
+    def commit_counts(self, step_index, initial_masked, masked, confidence) -> torch.Tensor:
+        scheduled = super().commit_counts(step_index, initial_masked, masked, confidence)
+        confident = ((confidence >= self.threshold) & masked).sum(-1)
+        return torch.maximum(scheduled, confident)

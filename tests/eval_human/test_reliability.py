@@ -18,30 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from sqlalchemy import text
 
+from benchmarks.study_load import build_load_study
 from eval_human.store import StudyStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 N_ITEMS = 6
-
-
-def _study_for_raters(path: Path, n_raters: int, n_items: int = N_ITEMS) -> tuple[StudyStore, int, list]:
-    """Every rater gets every item (overlap = n_raters), so all raters write to the same rows' neighbourhood."""
-    store = StudyStore(path)
-    study_id = store.create_study("load", overlap=n_raters)
-    raters = store.add_raters(study_id, [f"rater{i:02d}" for i in range(n_raters)])
-    for index in range(n_items):
-        store.add_item(
-            study_id,
-            image=Image.new("L", (8, 8), index * 10),
-            report=f"report {index}",
-            kind="generated",
-            source={"system": "medim"},
-        )
-    store.assign_all(study_id)
-    return store, study_id, raters
 
 
 def _rate_like_a_rater(store: StudyStore, token: str, seed: int) -> dict:
@@ -84,7 +67,7 @@ def _check_final_state(store: StudyStore, expected: dict[int, dict]) -> dict:
 
 
 def _threads_rate_at_once(tmp_path, record_property, n_raters: int, n_items: int) -> None:
-    store, _, raters = _study_for_raters(tmp_path / "threads.db", n_raters, n_items)
+    store, raters = build_load_study(tmp_path / "threads.db", n_raters, n_items)
     barrier = threading.Barrier(n_raters)
     results: dict[int, dict] = {}
     errors: list[BaseException] = []
@@ -147,7 +130,7 @@ WORKER = textwrap.dedent(
 
 def test_processes_rate_at_once(tmp_path, record_property):
     n_processes, per_process = 2, 2
-    store, _, raters = _study_for_raters(tmp_path / "procs.db", n_processes * per_process, n_items=4)
+    store, raters = build_load_study(tmp_path / "procs.db", n_processes * per_process, n_items=4)
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     start = time.perf_counter()
@@ -221,7 +204,7 @@ CRASHER = textwrap.dedent(
 
 @pytest.mark.parametrize("mode", ["hold", "busy"])
 def test_writer_killed_mid_transaction_leaves_consistent_db(tmp_path, mode):
-    store, _, raters = _study_for_raters(tmp_path / "crash.db", 1)
+    store, raters = build_load_study(tmp_path / "crash.db", 1, N_ITEMS)
     script = tmp_path / "crasher.py"
     script.write_text(CRASHER)
     database = store.url.split("///", 1)[1]
