@@ -182,7 +182,7 @@ CRASHER = textwrap.dedent(
         print("committed", item_id, 1 + n % 5, flush=True)
     if sys.argv[4] == "hold":
         # Open a write transaction, change committed answers and add new ones, then hang inside it.
-        from eval_human.store import _upsert_rating
+        from eval_human.store.ratings import _upsert_rating
         from eval_human.models import utcnow
         with store._write() as session:
             for item_id in items:
