@@ -109,6 +109,67 @@ def measure(fn: Callable[[], object], runs: int = 5, warmup: int = 1) -> Timing:
     return Timing(seconds)
 
 
+# Rows that several tables report (the default sample per task, guidance and K at batch 1) are measured once per
+# process: `python -m benchmarks.speed` runs the tables in one process, so each of them prints the same figure.
+_SHARED_TIMINGS: dict[tuple, Timing] = {}
+
+
+def shared_timing(key: tuple, fn: Callable[[], object], runs: int = 5, warmup: int = 1) -> Timing:
+    """`measure(fn)` for a row identified by `key`, or the timing already measured for it in this process."""
+    if key not in _SHARED_TIMINGS:
+        _SHARED_TIMINGS[key] = measure(fn, runs=runs, warmup=warmup)
+    return _SHARED_TIMINGS[key]
+
+
+def shared_timings() -> dict[tuple, Timing]:
+    """Every shared row measured so far in this process (key → timing)."""
+    return dict(_SHARED_TIMINGS)
+
+
+def default_sample(pipe, task: str, examples, steps: int, guidance: float, seed: int = 0):
+    """The pipeline's default path end to end for a batch (`MeDiMPipeline.run`, VQ decode included) ->
+    GenerationResult: the row the latency, floor and speedups tables share."""
+    kwargs: dict = {"num_samples": len(examples)} if task == "pair" else {}
+    if task == "report2image":
+        kwargs["report"] = [e.report for e in examples]
+    elif task == "image2report":
+        kwargs["image"] = [e.image for e in examples]
+    return pipe.run(task, seed=seed, steps=steps, guidance_scale=guidance, **kwargs)
+
+
+def default_sample_timing(pipe, task: str, examples, steps: int, guidance: float, runs: int = 5) -> Timing:
+    """The shared timing of `default_sample` at batch len(examples) on the first example(s)."""
+    key = ("default sample", task, float(guidance), int(steps), len(examples))
+    return shared_timing(key, lambda: default_sample(pipe, task, examples, steps, guidance), runs=runs)
+
+
+# A table measured while the 1-minute load average exceeds this share of the cores is flagged as busy.
+BUSY_LOAD_PER_CORE = 0.5
+
+
+class LoadRecord:
+    """The machine's load average (/proc/loadavg) when a table starts and when it is written."""
+
+    def __init__(self):
+        self.before = os.getloadavg()
+        self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+    def lines(self) -> list[str]:
+        after = os.getloadavg()
+        text = "/".join(f"{v:.2f}" for v in self.before) + " → " + "/".join(f"{v:.2f}" for v in after)
+        lines = [f"- load average (1/5/15 min) at start → end: {text}"]
+        # the 1-minute average trails by about a minute: the start value also reflects what ran just before
+        worst = max(self.before[0], after[0])
+        if worst > BUSY_LOAD_PER_CORE * self.cores:
+            warning = (
+                f"**BUSY MACHINE: 1-minute load {worst:.2f} on {self.cores} cores (> {BUSY_LOAD_PER_CORE} per core)"
+                " — these timings are not comparable with a quiet run.**"
+            )
+            print("WARNING: " + warning.strip("*"), file=sys.stderr)
+            lines.append(f"- {warning}")
+        return lines
+
+
 def gemm_gflops(size: int = 1024, runs: int = 5) -> float:
     """Measured fp32 matmul throughput (GFLOP/s) of one [size, size] @ [size, size] GEMM, median of runs."""
     a = torch.randn(size, size)
@@ -204,19 +265,30 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
 
 
 def command_line() -> str:
-    module = Path(sys.argv[0]).with_suffix("").relative_to(REPO) if Path(sys.argv[0]).is_absolute() else None
-    name = ".".join(module.parts) if module else sys.argv[0]
-    return f"python -m {name} " + " ".join(sys.argv[1:])
+    """The command that is running, as `python -m benchmarks.<name> <args>` when it is a module of this repo."""
+    script = Path(sys.argv[0])
+    try:
+        name = "python -m " + ".".join(script.with_suffix("").resolve().relative_to(REPO).parts)
+    except ValueError:  # not a file of this repo (e.g. a test runner calling main())
+        name = script.name
+    return f"{name} " + " ".join(sys.argv[1:])
 
 
 def write_result(
-    name: str, title: str, sections: Sequence[str], machine: dict[str, str], out: Path | None = None
+    name: str,
+    title: str,
+    sections: Sequence[str],
+    machine: dict[str, str],
+    out: Path | None = None,
+    load: LoadRecord | None = None,
 ) -> Path:
-    """Write benchmarks/results/<name>.md (or `out`) with the machine, the command and the sections."""
+    """Write benchmarks/results/<name>.md (or `out`) with the machine, the command, the load and the sections."""
     path = Path(out) if out else RESULTS / f"{name}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"# {title}", "", f"Command: `{command_line().strip()}`", ""]
     lines += [f"- {key}: {value}" for key, value in machine.items()]
+    if load is not None:
+        lines += load.lines()
     lines.append("")
     for section in sections:
         lines += [section, ""]

@@ -16,6 +16,8 @@ import torch
 
 from benchmarks.common import (
     DEFAULT_CHECKPOINT,
+    LoadRecord,
+    default_sample_timing,
     gemm_gflops,
     load_examples,
     machine_description,
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     pinned_threads(args.threads)
+    load = LoadRecord()
 
     from medim.pipeline import MeDiMPipeline
 
@@ -83,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         steps = pipe.sampler_config.steps
-        timing = measure(
-            lambda: pipe.generate_image(example.report, seed=0), runs=max(5, args.runs // 2), warmup=1
+        # the same row as latency.md's and speedups.md's default sample (one measurement in a benchmarks.speed run)
+        timing = default_sample_timing(
+            pipe, "report2image", [example], steps, 0.0, runs=max(5, args.runs // 2)
         )
         # floor for a sample: K full bodies; the head shrinks with the masks but we charge every step in full
         row(
@@ -103,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(summary)
     print(table)
-    path = write_result("floor", "MeDiM vs the matmul floor", [summary, table], machine, args.out)
+    path = write_result("floor", "MeDiM vs the matmul floor", [summary, table], machine, args.out, load)
     print(f"wrote {path}")
     return 0
 

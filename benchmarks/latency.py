@@ -26,7 +26,10 @@ from benchmarks.ar_baseline import ar_run
 from benchmarks.common import (
     DEFAULT_CHECKPOINT,
     DEFAULT_JUDGE,
+    LoadRecord,
     ce_f1,
+    default_sample,
+    default_sample_timing,
     judge_f1,
     load_examples,
     load_judge,
@@ -57,10 +60,7 @@ def task_inputs(task: str, examples) -> dict:
 
 def medim_generate(pipe, task: str, examples, steps: int, guidance: float, seed: int = 0):
     """MeDiM end to end for a batch -> (images, reports)."""
-    kwargs = task_inputs(task, examples)
-    if task == "pair":
-        kwargs["num_samples"] = len(examples)
-    result = pipe.run(task, seed=seed, steps=steps, guidance_scale=guidance, **kwargs)
+    result = default_sample(pipe, task, examples, steps, guidance, seed)
     return result.images, result.reports
 
 
@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 5:
         parser.error(f"--runs must be >= 5 for a median worth reporting, got {args.runs}")
     pinned_threads(args.threads)
+    load = LoadRecord()
 
     from medim.pipeline import MeDiMPipeline
 
@@ -155,9 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 ]
             )
             for steps in args.steps:
-                timing = measure(
-                    lambda t=task, k=steps, g=guidance: medim_generate(pipe, t, probe, k, g), runs=args.runs
-                )
+                timing = default_sample_timing(pipe, task, probe, steps, guidance, runs=args.runs)
                 medim_quality = None
                 if args.quality_n:
                     medim_quality = batched_quality(
@@ -202,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         [quality_note, table, "Default settings, no guidance:", "\n".join(lines)],
         machine,
         args.out,
+        load,
     )
     print(f"wrote {path}")
     return 0

@@ -1,0 +1,101 @@
+"""The speed tables in one process and one run: latency (MeDiM vs AR), floor (vs the matmul floor), speedups.
+
+    python -m benchmarks.speed [--checkpoint assets/default] [--threads 2] [--runs 5] [--quality-n 40]
+                               [--steps 4 12 24] [--guidance 2.0]
+
+Rows the tables share — the pipeline's default sample per task, guidance and K at batch 1, end to end — are
+measured once (`benchmarks.common.shared_timing`) and printed by every table that reports them, so latency.md,
+floor.md and speedups.md of one run agree; speed.md lists those rows with their spread. Every table records
+the load average at its start and end and is flagged when the machine was busy.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmarks import floor, latency, speedups
+from benchmarks.common import (
+    DEFAULT_CHECKPOINT,
+    DEFAULT_JUDGE,
+    LoadRecord,
+    machine_description,
+    markdown_table,
+    shared_timings,
+    write_result,
+)
+from benchmarks.latency import TASK_NAMES
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--quality-n", type=int, default=40)
+    parser.add_argument(
+        "--steps", type=int, nargs="+", default=[4, 12, 24], help="K values of the latency table"
+    )
+    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument("--tasks", nargs="+", default=list(latency.TASKS), choices=latency.TASKS)
+    parser.add_argument("--judge", default=str(DEFAULT_JUDGE))
+    parser.add_argument(
+        "--results", default=None, help="folder for the four files (default benchmarks/results)"
+    )
+    args = parser.parse_args(argv)
+    load = LoadRecord()
+    common = ["--checkpoint", args.checkpoint, "--threads", str(args.threads)]
+    tasks = ["--tasks", *args.tasks]
+
+    def out(name: str) -> list[str]:
+        return ["--out", f"{args.results}/{name}.md"] if args.results else []
+
+    quality = ["--quality-n", str(args.quality_n), "--judge", args.judge, "--guidance", str(args.guidance)]
+    latency.main(
+        [
+            *common,
+            *tasks,
+            *quality,
+            "--runs",
+            str(args.runs),
+            "--steps",
+            *map(str, args.steps),
+            *out("latency"),
+        ]
+    )
+    floor.main([*common, "--runs", str(max(10, args.runs)), *out("floor")])
+    speedups.main([*common, *tasks, *quality, "--runs", str(args.runs), *out("speedups")])
+
+    rows = []
+    for key, timing in sorted(shared_timings().items()):
+        _, task, guidance, steps, batch = key
+        rows.append(
+            [
+                TASK_NAMES[task],
+                guidance,
+                steps,
+                batch,
+                f"{timing.median * 1e3:.3f}",
+                f"{timing.spread:.2f}",
+                len(timing.seconds),
+            ]
+        )
+    header = ["task", "guidance", "K", "batch", "median ms", "(max - min) / median", "timed runs"]
+    explanation = (
+        "The default sample (`MeDiMPipeline.run` end to end, VQ decode included, first test example), measured "
+        "once in this run and printed by every table of it that reports the row: latency.md (MeDiM rows), "
+        "floor.md (the report→image sample) and speedups.md (the *default* rows)."
+    )
+    path = write_result(
+        "speed",
+        "Speed tables: one harness, one run",
+        [explanation, markdown_table(header, rows)],
+        machine_description(),
+        f"{args.results}/speed.md" if args.results else None,
+        load,
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
