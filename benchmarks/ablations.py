@@ -29,6 +29,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.common import LoadRecord, machine_description, write_result
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "ablations.md"
 
@@ -197,8 +199,15 @@ def comparison_table(rows: list[tuple[str, dict | None, str]]) -> str:
     return "\n".join(lines)
 
 
+def _shown(path: Path) -> str:
+    """A path as the results should print it: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    load = LoadRecord()
     work = Path(args.work_dir).resolve()
     if not args.max_steps and not args.max_minutes:
         print("note: no --max-steps/--max-minutes: every variant uses the preset's own budget")
@@ -238,27 +247,23 @@ def main(argv=None) -> int:
         if args.max_steps
         else (f"{args.max_minutes} minutes" if args.max_minutes else "the preset's budget")
     )
-    text = "\n".join(
-        [
-            "# Ablations (Table 4 style)",
-            "",
-            f"Preset `{args.config}`, seed {args.seed}, budget {budget} per variant, shared corpus `{work / 'corpus'}`; "
-            f"evaluated on the first {args.eval_limit} test pairs (report→image, image→report). Report metrics are "
-            "corpus-level (pycocoevalcap); m = mean over the chest X-ray and pathology domains. Domain FD and judge F1 "
-            f"use the consistency judge `{judge}`; FID/IS need a local Inception-v3 (— when absent). "
-            "Validation loss is the eq. 6 loss of the EMA weights at the end of training (NLL in nats per masked "
-            "token); training minutes are wall-clock and depend on what else the machine was doing.",
-            "",
-            comparison_table(rows),
-            "",
-            "Command: `"
-            + shlex.join(["python", "-m", "benchmarks.ablations", *(argv or sys.argv[1:])])
-            + "`",
-            "",
-        ]
+    description = (
+        f"Preset `{args.config}`, seed {args.seed}, budget {budget} per variant, shared corpus "
+        f"`{_shown(work / 'corpus')}`; evaluated on the first {args.eval_limit} test pairs (report→image, "
+        "image→report). Report metrics are corpus-level (pycocoevalcap); m = mean over the chest X-ray and pathology "
+        f"domains. Domain FD and judge F1 use the consistency judge `{_shown(judge) if judge else 'none'}`; FID/IS "
+        "need a local Inception-v3 (— when absent). Validation loss is the eq. 6 loss of the EMA weights at the end "
+        "of training (NLL in nats per masked token); training minutes are wall-clock and depend on what else the "
+        "machine was doing."
     )
-    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.results).write_text(text)
+    write_result(
+        "ablations",
+        "Ablations (Table 4 style)",
+        [description, comparison_table(rows)],
+        machine_description(),
+        Path(args.results),
+        load,
+    )
     print(f"wrote {args.results}")
     return 0 if all(status == "ok" for _, _, status in rows) else 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
 from medim.commands import COMMANDS
@@ -19,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # what reports record as "the command that made this"
+    args.command_line = "python -m medim " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args) or 0)
     except ValueError as error:  # user-facing errors: print the message, not a traceback

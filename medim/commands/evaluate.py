@@ -138,7 +138,15 @@ def run(args) -> int:
         progress=not args.no_progress,
     )
     metrics = evaluator.run()
-    metrics["data"].update({"source": os.fspath(getattr(dataset, "source", data)), "split": args.split})
+    source = os.fspath(getattr(dataset, "source", data))
+    metrics["data"].update({"source": source, "split": args.split})
+    from medim.data.synthetic import corpus_recipe
+
+    recipe = corpus_recipe(source)
+    if recipe is not None:
+        metrics["data"]["corpus_command"] = recipe["command"]
+    if getattr(args, "command_line", None):
+        metrics["command"] = args.command_line
     written = write_outputs(metrics, evaluator, out)
     for message in metrics["skipped"]:
         print(f"note: {message}")

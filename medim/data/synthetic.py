@@ -152,6 +152,9 @@ def split_sizes(n: int, fractions: Sequence[float]) -> dict[str, int]:
     return {"train": n_train, "val": n_val, "test": n - n_train - n_val}
 
 
+CORPUS_RECIPE = "corpus.json"  # beside the split folders: how to write the corpus again
+
+
 def write_corpus(
     out_dir: str | Path,
     n: int,
@@ -190,7 +193,30 @@ def write_corpus(
                     pair.image.save(out / split / relative, optimize=False, compress_level=6)
                     meta.write(json.dumps(pair.metadata(relative)) + "\n")
                     bar.update(1)
+    fractions = " ".join(f"{f:g}" for f in split_fractions)
+    recipe = {
+        "generator": "medim.data.synthetic",
+        "n": int(n),
+        "seed": seed,
+        "image_size": image_size,
+        "split_fractions": list(split_fractions),
+        "domains": list(domains),
+        "sizes": sizes,
+        # the corpus is a pure function of these settings: this command writes it again, byte for byte
+        "command": f"python -m medim.data.synthetic --n {int(n)} --out {out_dir} --seed {seed} "
+        f"--image-size {image_size} --domains {' '.join(domains)} --split-fractions {fractions}",
+    }
+    (out / CORPUS_RECIPE).write_text(json.dumps(recipe, indent=1) + "\n", encoding="utf-8")
     return sizes
+
+
+def corpus_recipe(split_dir_or_manifest: str | Path) -> dict | None:
+    """The settings that wrote the synthetic corpus holding a split folder or manifest (None if not one)."""
+    path = Path(split_dir_or_manifest)
+    for folder in (path, *path.parents[:2]):
+        if (folder / CORPUS_RECIPE).is_file():
+            return json.loads((folder / CORPUS_RECIPE).read_text(encoding="utf-8"))
+    return None
 
 
 def make_contact_sheet(

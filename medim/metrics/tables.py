@@ -311,6 +311,10 @@ def markdown_report(metrics: dict, *, image2report_samples: Sequence[str] | None
         f"- sampler: {settings.get('sampler_config')}; batch size {settings.get('batch_size')}, seed "
         f"{settings.get('seed')}",
     ]
+    if metrics.get("command"):
+        lines.insert(2, f"- command: `{metrics['command']}`")
+    if metrics.get("data", {}).get("corpus_command"):
+        lines.append(f"- corpus: synthetic, written again by `{metrics['data']['corpus_command']}`")
     if "judge" in metrics:
         heldout = metrics["judge"].get("heldout", {})
         lines.append(

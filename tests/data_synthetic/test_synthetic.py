@@ -1,6 +1,7 @@
 """Tests for the synthetic image–report generator: determinism, splits, held-out phrasing, image/label agreement."""
 
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from medim.data import _synthetic_chest, _synthetic_pathology
 from medim.data._synthetic_text import all_banks, heldout_signatures
 from medim.data.synthetic import (
     DOMAINS,
+    corpus_recipe,
     generate_pair,
     generate_report,
     main,
@@ -280,6 +282,22 @@ def test_write_corpus_single_domain_and_cli(tmp_path):
     assert {r["domain"] for r in records} == {"pathology"}
     assert main(["--n", "3", "--out", str(tmp_path / "b"), "--image-size", "16", "--no-progress"]) == 0
     assert len(list((tmp_path / "b").glob("*/images/*.png"))) == 3
+
+
+def test_the_recorded_command_writes_the_same_corpus_again(tmp_path):
+    write_corpus(tmp_path / "a", 6, seed=3, image_size=16, domains=("pathology", "chest_xray"), progress=False)
+    recipe = corpus_recipe(tmp_path / "a" / "test" / "metadata.jsonl")
+    assert recipe["n"] == 6 and recipe["seed"] == 3 and recipe["sizes"] == split_sizes(6, (0.8, 0.1, 0.1))
+    argv = shlex.split(recipe["command"])
+    assert argv[:3] == ["python", "-m", "medim.data.synthetic"]
+    argv[argv.index("--out") + 1] = str(tmp_path / "b")
+    assert main([*argv[3:], "--no-progress"]) == 0
+    written = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert written == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    for relative in written:
+        if relative.name != "corpus.json":  # it names its own folder
+            assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes()
+    assert corpus_recipe(tmp_path / "a") == recipe and corpus_recipe(tmp_path / "elsewhere") is None
 
 
 def test_contact_sheet_cli(tmp_path):

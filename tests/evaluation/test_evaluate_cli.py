@@ -79,6 +79,15 @@ def test_evaluate_end_to_end(random_checkpoint, tiny_corpus, judge_dir, tmp_path
         "Infill at 15% masked",
     ):
         assert heading in report
+    # the report says how it was made: the exact command, and how to write a synthetic corpus again
+    assert report.splitlines()[2].startswith(
+        f"- command: `python -m medim evaluate --checkpoint {random_checkpoint}"
+    )
+    assert "written again by" not in report  # this corpus is not the synthetic generator's
+    metrics["data"]["corpus_command"] = "python -m medim.data.synthetic --n 8 --out c --seed 0"
+    assert "- corpus: synthetic, written again by `python -m medim.data.synthetic --n 8" in markdown_report(
+        metrics
+    )
     for figure in ("report2image_samples", "pair_samples", "consistency_per_finding", "steps_curve"):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
     assert len(list((out / "samples" / "report2image").glob("*.png"))) == 4
