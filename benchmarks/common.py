@@ -112,13 +112,21 @@ def measure(fn: Callable[[], object], runs: int = 5, warmup: int = 1) -> Timing:
 # Rows that several tables report (the default sample per task, guidance and K at batch 1) are measured once per
 # process: `python -m benchmarks.speed` runs the tables in one process, so each of them prints the same figure.
 _SHARED_TIMINGS: dict[tuple, Timing] = {}
+_SHARED_CALLS: dict[tuple, Callable[[], object]] = {}
 
 
 def shared_timing(key: tuple, fn: Callable[[], object], runs: int = 5, warmup: int = 1) -> Timing:
     """`measure(fn)` for a row identified by `key`, or the timing already measured for it in this process."""
     if key not in _SHARED_TIMINGS:
         _SHARED_TIMINGS[key] = measure(fn, runs=runs, warmup=warmup)
+        _SHARED_CALLS[key] = fn
     return _SHARED_TIMINGS[key]
+
+
+def retime_shared(runs: int = 5) -> dict[tuple, Timing]:
+    """Each shared row measured again now: set beside the first measurement, it shows how far the machine's
+    speed moved between the tables of one run (rows measured minutes apart differ by at least that much)."""
+    return {key: measure(fn, runs=runs, warmup=1) for key, fn in sorted(_SHARED_CALLS.items())}
 
 
 def shared_timings() -> dict[tuple, Timing]:
@@ -143,28 +151,62 @@ def default_sample_timing(pipe, task: str, examples, steps: int, guidance: float
     return shared_timing(key, lambda: default_sample(pipe, task, examples, steps, guidance), runs=runs)
 
 
-# A table measured while the 1-minute load average exceeds this share of the cores is flagged as busy.
-BUSY_LOAD_PER_CORE = 0.5
+# A table is flagged as busy when other processes used more than this share of the machine's CPU time while it was
+# measured. The load average cannot say this: it counts the benchmark's own threads (a 2-thread benchmark on
+# 2 cores reads about 2 however quiet the rest is).
+BUSY_OTHER_CPU_SHARE = 0.25
+
+
+def machine_cpu_seconds() -> float | None:
+    """CPU seconds every process on the machine has used since boot (/proc/stat), None where there is none."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
+    except (OSError, IndexError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields)
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process (all its threads) and of the children it waited for."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 class LoadRecord:
-    """The machine's load average (/proc/loadavg) when a table starts and when it is written."""
+    """What else the machine ran while a table was measured: the CPU time other processes used between the
+    table's start and its writing (from /proc/stat, less this process's own), and the load average at both ends."""
 
     def __init__(self):
         self.before = os.getloadavg()
         self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self.started = time.monotonic()
+        self.machine_before = machine_cpu_seconds()
+        self.own_before = own_cpu_seconds()
+
+    def other_cpu_share(self) -> float | None:
+        """Share of the machine's CPU capacity used by other processes since the start (0 = none, 1 = all)."""
+        machine = machine_cpu_seconds()
+        if machine is None or self.machine_before is None:
+            return None
+        wall = max(time.monotonic() - self.started, 1e-6)
+        others = (machine - self.machine_before) - (own_cpu_seconds() - self.own_before)
+        return max(0.0, others) / (wall * self.cores)
 
     def lines(self) -> list[str]:
         after = os.getloadavg()
         text = "/".join(f"{v:.2f}" for v in self.before) + " → " + "/".join(f"{v:.2f}" for v in after)
-        lines = [f"- load average (1/5/15 min) at start → end: {text}"]
-        # the 1-minute average trails by about a minute: the start value also reflects what ran just before
-        worst = max(self.before[0], after[0])
-        if worst > BUSY_LOAD_PER_CORE * self.cores:
-            warning = (
-                f"**BUSY MACHINE: 1-minute load {worst:.2f} on {self.cores} cores (> {BUSY_LOAD_PER_CORE} per core)"
-                " — these timings are not comparable with a quiet run.**"
-            )
+        lines = [f"- load average (1/5/15 min) at start → end: {text} (counts this benchmark's own threads)"]
+        share = self.other_cpu_share()
+        if share is not None:
+            lines.append(f"- CPU used by other processes while measuring: {share:.1%} of {self.cores} cores")
+            busy = share > BUSY_OTHER_CPU_SHARE
+            reason = f"other processes used {share:.0%} of the CPU (> {BUSY_OTHER_CPU_SHARE:.0%})"
+        else:  # no /proc/stat: the 1-minute load at the start (what ran just before) is the best sign left
+            busy = self.before[0] > BUSY_OTHER_CPU_SHARE * 2 * self.cores
+            reason = f"1-minute load {self.before[0]:.2f} at the start on {self.cores} cores"
+        if busy:
+            warning = f"**BUSY MACHINE: {reason} — these timings are not comparable with a quiet run.**"
             print("WARNING: " + warning.strip("*"), file=sys.stderr)
             lines.append(f"- {warning}")
         return lines

@@ -5,13 +5,15 @@
 
 Rows the tables share — the pipeline's default sample per task, guidance and K at batch 1, end to end — are
 measured once (`benchmarks.common.shared_timing`) and printed by every table that reports them, so latency.md,
-floor.md and speedups.md of one run agree; speed.md lists those rows with their spread. Every table records
-the load average at its start and end and is flagged when the machine was busy.
+floor.md and speedups.md of one run agree; speed.md lists those rows with their spread and times them again at
+the end, which shows how far the machine's speed moved during the run. Every table records the CPU time other
+processes used while it was measured and is flagged when the machine was busy.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from benchmarks import floor, latency, speedups
 from benchmarks.common import (
@@ -20,10 +22,14 @@ from benchmarks.common import (
     LoadRecord,
     machine_description,
     markdown_table,
+    retime_shared,
     shared_timings,
     write_result,
 )
 from benchmarks.latency import TASK_NAMES
+
+# a shared row re-timed at the end that moved by more than this is printed in bold and warned about
+DRIFT_WARNING = 0.2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,9 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     floor.main([*common, "--runs", str(max(10, args.runs)), *out("floor")])
     speedups.main([*common, *tasks, *quality, "--runs", str(args.runs), *out("speedups")])
 
-    rows = []
+    again = retime_shared(runs=args.runs)
+    rows, drifts = [], []
     for key, timing in sorted(shared_timings().items()):
         _, task, guidance, steps, batch = key
+        drift = again[key].median / timing.median
+        drifts.append(drift)
         rows.append(
             [
                 TASK_NAMES[task],
@@ -77,18 +86,40 @@ def main(argv: list[str] | None = None) -> int:
                 f"{timing.median * 1e3:.3f}",
                 f"{timing.spread:.2f}",
                 len(timing.seconds),
+                f"{again[key].median * 1e3:.3f}",
+                f"{drift:.2f}",
             ]
         )
-    header = ["task", "guidance", "K", "batch", "median ms", "(max - min) / median", "timed runs"]
+    header = [
+        "task",
+        "guidance",
+        "K",
+        "batch",
+        "median ms",
+        "(max - min) / median",
+        "timed runs",
+        "re-timed at the end (median ms)",
+        "end / first",
+    ]
     explanation = (
         "The default sample (`MeDiMPipeline.run` end to end, VQ decode included, first test example), measured "
         "once in this run and printed by every table of it that reports the row: latency.md (MeDiM rows), "
-        "floor.md (the report→image sample) and speedups.md (the *default* rows)."
+        "floor.md (the report→image sample) and speedups.md (the *default* rows). The last two columns time "
+        "the same rows again after all tables: how far the machine's speed moved during the run."
     )
+    worst = max((abs(d - 1.0) for d in drifts), default=0.0)
+    drift_note = (
+        f"Largest change of a shared row between its first timing and the end of the run: {worst:.0%}. Rows of "
+        "one table measured minutes apart (a speed-up against the shared default row, MeDiM against AR) can "
+        "differ by that much without any change in the code; read only larger differences."
+    )
+    if worst > DRIFT_WARNING:
+        print(f"WARNING: the machine's speed moved by {worst:.0%} during this run", file=sys.stderr)
+        drift_note = f"**{drift_note}**"
     path = write_result(
         "speed",
         "Speed tables: one harness, one run",
-        [explanation, markdown_table(header, rows)],
+        [explanation, markdown_table(header, rows), drift_note],
         machine_description(),
         f"{args.results}/speed.md" if args.results else None,
         load,

@@ -4,6 +4,7 @@ the same figure in every file."""
 from __future__ import annotations
 
 import re
+import time
 
 from benchmarks import speed
 from benchmarks.common import LoadRecord
@@ -30,13 +31,17 @@ def test_one_run_prints_each_shared_row_once_in_every_table(tmp_path):
     assert speed.main([*args, "--judge", "", "--results", str(results)]) == 0
     files = {name: (results / f"{name}.md").read_text() for name in ("speed", "latency", "floor", "speedups")}
     assert all("load average (1/5/15 min) at start → end" in text for text in files.values())
+    assert all("CPU used by other processes while measuring" in text for text in files.values())
+    assert "Largest change of a shared row between its first timing and the end of the run" in files["speed"]
     k = "3"
     assert re.search(r"K = (\d+)", files["speedups"]).group(1) == k
     shared = {}
     for line in files["speed"].splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 7 and cells[4].replace(".", "").isdigit():
+        if len(cells) == 9 and cells[4].replace(".", "").isdigit():
             shared[(cells[0], float(cells[1]), cells[2])] = float(cells[4])
+            # re-timed at the end of the run, and the ratio printed is the ratio of the two medians
+            assert abs(float(cells[8]) - float(cells[7]) / float(cells[4])) < 0.01
     assert set(shared) == {
         ("report→image", 0.0, "2"),
         ("report→image", 0.0, k),
@@ -53,10 +58,42 @@ def test_one_run_prints_each_shared_row_once_in_every_table(tmp_path):
     assert int(_ms(speedups_r2i, "default: + restricted head", 1)) == r2i
 
 
-def test_a_busy_machine_is_flagged(monkeypatch, capsys):
-    monkeypatch.setattr("os.getloadavg", lambda: (9.0, 9.0, 9.0))
-    lines = LoadRecord().lines()
-    assert any("BUSY MACHINE" in line for line in lines)
+def test_a_machine_busy_with_other_processes_is_flagged(monkeypatch, capsys):
+    """The flag reads the CPU time of *other* processes: the benchmark's own threads never make a run busy."""
+    clock = {"machine": 1000.0, "own": 10.0, "wall": 0.0}
+    monkeypatch.setattr("benchmarks.common.machine_cpu_seconds", lambda: clock["machine"])
+    monkeypatch.setattr("benchmarks.common.own_cpu_seconds", lambda: clock["own"])
+    monkeypatch.setattr("time.monotonic", lambda: clock["wall"])
+    monkeypatch.setattr("os.getloadavg", lambda: (2.0, 2.0, 2.0))  # what the benchmark's own 2 threads read
+    cores = LoadRecord().cores
+
+    record = LoadRecord()
+    clock.update(wall=10.0, own=10.0 + 10.0 * cores, machine=1000.0 + 10.0 * cores)  # all of it ours
+    assert record.other_cpu_share() == 0.0
+    assert not any("BUSY" in line for line in record.lines())
+
+    record = LoadRecord()
+    clock.update(wall=20.0, machine=clock["machine"] + 10.0 * cores)  # all of it someone else's
+    assert abs(record.other_cpu_share() - 1.0) < 1e-9
+    assert any("BUSY MACHINE" in line for line in record.lines())
     assert "BUSY MACHINE" in capsys.readouterr().err
+
+
+def test_without_proc_stat_a_high_load_at_the_start_is_flagged(monkeypatch):
+    monkeypatch.setattr("benchmarks.common.machine_cpu_seconds", lambda: None)
+    monkeypatch.setattr("os.getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert any("BUSY MACHINE" in line for line in LoadRecord().lines())
     monkeypatch.setattr("os.getloadavg", lambda: (0.0, 0.0, 0.0))
     assert not any("BUSY" in line for line in LoadRecord().lines())
+
+
+def test_the_machine_cpu_counter_sees_work_done_here():
+    from benchmarks.common import machine_cpu_seconds, own_cpu_seconds
+
+    machine, own = machine_cpu_seconds(), own_cpu_seconds()
+    end = time.process_time() + 0.3
+    while time.process_time() < end:  # burn 0.3 s of CPU in this process
+        pass
+    assert own_cpu_seconds() - own >= 0.29
+    if machine is not None:  # Linux: the machine counter includes this process
+        assert machine_cpu_seconds() - machine >= 0.25

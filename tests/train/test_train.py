@@ -94,6 +94,30 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(prepared, tmp_pa
     assert any(not torch.allclose(b[key], at_step_3[key]) for key in at_step_3)
 
 
+def test_a_run_resumed_after_its_clock_budget_is_spent_exports_without_training_more(prepared, tmp_path):
+    """A run stopped by the clock that crashed before exporting is exported by `--resume latest`, unchanged."""
+    from medim.pipeline import MeDiMPipeline
+
+    out = _copy_prepared(prepared, tmp_path / "clock")
+    overrides = [f"output_dir={out}", "optim.max_steps=100000", "optim.max_minutes=0.01"]
+    assert main(["medim", "--config", "tiny", *overrides]) == 0
+    trained = [r["step"] for r in CsvLog.read(out / "logs" / "train.csv")]
+    checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
+    last = checkpoints[-1]
+    steps = int(last.split("_")[1])
+    assert 0 < steps < 100000
+    weights = load_file(out / "checkpoints" / last / "model.safetensors")
+    shutil.rmtree(out / "medim")  # crashed between the last checkpoint and the export
+
+    assert main(["medim", "--config", "tiny", *overrides, "--resume", "latest"]) == 0
+    assert [r["step"] for r in CsvLog.read(out / "logs" / "train.csv")] == trained
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == checkpoints
+    assert MeDiMPipeline.from_pretrained(out / "medim", device="cpu").info["steps"] == steps
+    after = load_file(out / "checkpoints" / last / "model.safetensors")
+    for key in weights:
+        torch.testing.assert_close(after[key], weights[key], rtol=0, atol=0, msg=key)
+
+
 def test_two_process_cpu_run_through_accelerate_launch(prepared, tmp_path):
     out = _copy_prepared(prepared, tmp_path / "ddp")
     command = [

@@ -330,7 +330,8 @@ def run(
     )
     window_start, window_steps = time.time(), 0
     model.train()
-    while progress.step < config.optim.max_steps:
+    # A run resumed after its clock budget was spent (stopped between saving and exporting) goes straight to export.
+    while progress.step < config.optim.max_steps and spent() <= budget:
         step = progress.step
         for micro in range(config.optim.grad_accum):
             x0, prompts = sampler.batch(step * config.optim.grad_accum + micro, layout)
