@@ -29,7 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.common import LoadRecord, machine_description, write_result
+from benchmarks.common import LoadRecord, machine_description, shown_path, write_result
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "ablations.md"
@@ -199,12 +199,6 @@ def comparison_table(rows: list[tuple[str, dict | None, str]]) -> str:
     return "\n".join(lines)
 
 
-def _shown(path: Path) -> str:
-    """A path as the results should print it: relative to the repository when inside it."""
-    path = Path(path).resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     load = LoadRecord()
@@ -249,9 +243,9 @@ def main(argv=None) -> int:
     )
     description = (
         f"Preset `{args.config}`, seed {args.seed}, budget {budget} per variant, shared corpus "
-        f"`{_shown(work / 'corpus')}`; evaluated on the first {args.eval_limit} test pairs (report→image, "
+        f"`{shown_path(work / 'corpus')}`; evaluated on the first {args.eval_limit} test pairs (report→image, "
         "image→report). Report metrics are corpus-level (pycocoevalcap); m = mean over the chest X-ray and pathology "
-        f"domains. Domain FD and judge F1 use the consistency judge `{_shown(judge) if judge else 'none'}`; FID/IS "
+        f"domains. Domain FD and judge F1 use the consistency judge `{shown_path(judge) if judge else 'none'}`; FID/IS "
         "need a local Inception-v3 (— when absent). Validation loss is the eq. 6 loss of the EMA weights at the end "
         "of training (NLL in nats per masked token); training minutes are wall-clock and depend on what else the "
         "machine was doing."

@@ -28,6 +28,12 @@ DEFAULT_JUDGE = REPO / "assets" / "judge"
 # ---------------------------------------------------------------------------------------------------------
 
 
+def shown_path(path) -> str:
+    """A path as results print it: relative to the repository when inside it (results must not name a machine)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def cpu_model() -> str:
     """The CPU's model name from lscpu (or platform's guess)."""
     try:

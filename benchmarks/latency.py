@@ -37,6 +37,7 @@ from benchmarks.common import (
     markdown_table,
     measure,
     pinned_threads,
+    shown_path,
     write_result,
 )
 
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     quality_note = (
         f"Quality on {args.quality_n} test examples: image→report CE-F1 (micro); report→image and pair: "
-        f"consistency-judge finding F1 ({'judge ' + args.judge if judge else 'no judge available: —'})."
+        f"consistency-judge finding F1 ({'judge ' + shown_path(args.judge) if judge else 'no judge available: —'})."
     )
     header = ["task", "guidance", "method", "ms / sample (median)", "speed-up vs AR", "quality"]
     table = markdown_table(header, rows)

@@ -19,7 +19,14 @@ import subprocess
 import sys
 import textwrap
 
-from benchmarks.common import DEFAULT_CHECKPOINT, REPO, machine_description, markdown_table, write_result
+from benchmarks.common import (
+    DEFAULT_CHECKPOINT,
+    REPO,
+    machine_description,
+    markdown_table,
+    shown_path,
+    write_result,
+)
 
 CHILD_PREFIX = textwrap.dedent(
     """
@@ -101,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     path = write_result(
         "memory",
         "Peak memory (RSS)",
-        [f"Checkpoint: {args.checkpoint}", table],
+        [f"Checkpoint: {shown_path(args.checkpoint)}", table],
         machine_description(),
         args.out,
     )

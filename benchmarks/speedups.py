@@ -42,6 +42,7 @@ from benchmarks.common import (
     markdown_table,
     measure,
     pinned_threads,
+    shown_path,
     write_result,
 )
 from benchmarks.latency import TASK_NAMES, fmt, quality, task_inputs
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             print(sections[-1])
     quality_note = (
         f"Quality on {args.quality_n} test examples: image→report CE-F1 (micro), report→image and pair the "
-        f"consistency judge's finding F1 ({'judge ' + args.judge if judge else 'no judge available: —'}). "
+        f"consistency judge's finding F1 ({'judge ' + shown_path(args.judge) if judge else 'no judge available: —'}). "
         "Exact rows produce the default's tokens, so they carry its quality."
     )
     sections = [quality_note, *sections, "Summary:", "\n".join(summary)]
