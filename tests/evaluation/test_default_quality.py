@@ -19,17 +19,17 @@ DEFAULT = ROOT / "assets" / "default"
 JUDGE = ROOT / "assets" / "judge"
 
 # measured for the published default (python -m pytest tests/evaluation/test_default_quality.py -s prints them):
-# CE-F1 chest 0.253 (chance 0.205), pathology 0.429 (0.251); judge F1 chest 0.623 (0.175), pathology 0.462 (0.287)
+# CE-F1 chest 0.203 (chance 0.205), pathology 0.411 (0.251); judge F1 chest 0.505 (0.161), pathology 0.633 (0.315)
 FLOORS = {
-    "ce_f1/chest_xray": 0.253,
-    "ce_f1/pathology": 0.429,
-    "judge_f1/chest_xray": 0.623,
-    "judge_f1/pathology": 0.462,
+    "ce_f1/chest_xray": 0.203,
+    "ce_f1/pathology": 0.411,
+    "judge_f1/chest_xray": 0.505,
+    "judge_f1/pathology": 0.633,
 }
 TOLERANCE = 0.08
 CHANCE_MARGIN = 0.08
-# Chest image->report is within 0.05 of chance for this default on these 40 pairs (MODEL_CARD.md, "How good it is"); it
-# is held to its floor above, and joins the chance test once a default clears it.
+# Chest image->report is at chance for this default on these 40 pairs (above it on 400 test pairs: 0.268 vs 0.152,
+# MODEL_CARD.md "How good it is"): it is held to its floor above, and joins the chance test once a default clears it.
 ABOVE_CHANCE = ("ce_f1/pathology", "judge_f1/chest_xray", "judge_f1/pathology")
 
 
