@@ -13,6 +13,12 @@ from medim.commands._common import set_threads
 DEFAULT_JUDGE = Path(__file__).resolve().parents[2] / "assets" / "judge"
 
 
+def _as_given(path: Path) -> Path:
+    """The path relative to the working directory when inside it: reports record where files are in the project,
+    not the name of the machine that ran them."""
+    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+
+
 def _int_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(",") if part.strip())
@@ -107,7 +113,7 @@ def run(args) -> int:
     records = [dataset[index] for index in range(count)]
 
     judge = None
-    judge_dir = args.judge or (DEFAULT_JUDGE if (DEFAULT_JUDGE / "judge.json").is_file() else None)
+    judge_dir = args.judge or (_as_given(DEFAULT_JUDGE) if (DEFAULT_JUDGE / "judge.json").is_file() else None)
     if judge_dir:
         from medim.metrics.judge import ConsistencyJudge
 

@@ -1,6 +1,7 @@
 """`python -m medim evaluate` end to end on a random tiny checkpoint, and the Markdown tables it writes."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +157,12 @@ def test_markdown_report_separates_corpus_and_sentence_level_bleu():
     sentence = report.split("Sentence-level BLEU")[1]
     assert "| chest_xray | 0.380 | 0.210 | 0.110 | 0.050 |" in sentence
     assert "not with Table 3" in sentence
+
+
+def test_the_bundled_judge_is_recorded_relative_to_the_project(tmp_path, monkeypatch):
+    from medim.commands.evaluate import DEFAULT_JUDGE, _as_given
+
+    monkeypatch.chdir(DEFAULT_JUDGE.parents[1])
+    assert _as_given(DEFAULT_JUDGE) == Path("assets") / "judge"  # reports name no machine
+    monkeypatch.chdir(tmp_path)
+    assert _as_given(DEFAULT_JUDGE) == DEFAULT_JUDGE  # outside the project the full path is the only true one
