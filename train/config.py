@@ -24,6 +24,9 @@ class DataConfig:
     root: str | None = None  # synthetic: generated into <output_dir>/corpus when missing
     synthetic_n: int = 2000
     synthetic_seed: int = 0
+    # train / val / test: pair i of a split depends only on (seed, split, i), so a larger n with smaller val and
+    # test fractions adds training pairs and keeps the first val / test pairs identical
+    synthetic_split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     image_size: int = 64
     max_text_tokens: int = 72
     domain_weights: dict[str, float] = field(default_factory=lambda: {"chest_xray": 0.5, "pathology": 0.5})
@@ -45,6 +48,10 @@ class DataConfig:
                 f"bad data sizes: image_size={self.image_size}, max_text_tokens={self.max_text_tokens}, "
                 f"synthetic_n={self.synthetic_n}"
             )
+        if self.source == "synthetic":
+            from medim.data.synthetic import split_sizes
+
+            split_sizes(self.synthetic_n, self.synthetic_split_fractions)  # raises on bad fractions
         if self.source == "paired-folder" and bool(self.domain) == bool(self.folder_domains):
             raise ValueError(
                 "data.source=paired-folder needs the pairs' domain: data.domain=chest_xray|pathology for one "

@@ -43,6 +43,7 @@ def ensure_corpus(config: TrainConfig, is_main: bool = True) -> Path:
             config.data.synthetic_n,
             seed=config.data.synthetic_seed,
             image_size=config.data.image_size,
+            split_fractions=tuple(config.data.synthetic_split_fractions),
             domains=tuple(config.data.domain_weights),
         )
     return root

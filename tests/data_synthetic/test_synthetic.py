@@ -285,7 +285,9 @@ def test_write_corpus_single_domain_and_cli(tmp_path):
 
 
 def test_the_recorded_command_writes_the_same_corpus_again(tmp_path):
-    write_corpus(tmp_path / "a", 6, seed=3, image_size=16, domains=("pathology", "chest_xray"), progress=False)
+    write_corpus(
+        tmp_path / "a", 6, seed=3, image_size=16, domains=("pathology", "chest_xray"), progress=False
+    )
     recipe = corpus_recipe(tmp_path / "a" / "test" / "metadata.jsonl")
     assert recipe["n"] == 6 and recipe["seed"] == 3 and recipe["sizes"] == split_sizes(6, (0.8, 0.1, 0.1))
     argv = shlex.split(recipe["command"])
@@ -293,7 +295,9 @@ def test_the_recorded_command_writes_the_same_corpus_again(tmp_path):
     argv[argv.index("--out") + 1] = str(tmp_path / "b")
     assert main([*argv[3:], "--no-progress"]) == 0
     written = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert written == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    assert written == sorted(
+        p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file()
+    )
     for relative in written:
         if relative.name != "corpus.json":  # it names its own folder
             assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes()

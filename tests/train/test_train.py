@@ -360,3 +360,28 @@ def test_clock_schedule_anneals_by_the_time_budget_whatever_the_step_count():
         load_config("tiny", ["optim.lr_schedule=linear", "optim.warmup_steps=0"]), lambda: 0.25
     )
     assert linear(1) == pytest.approx(0.75)
+
+
+def test_a_larger_synthetic_corpus_adds_training_pairs_and_keeps_validation_and_test(tmp_path):
+    from train.data import ensure_corpus
+
+    def corpus(name, n, fractions):
+        config = load_config(
+            "tiny",
+            [
+                f"data.root={tmp_path / name}",
+                f"data.synthetic_n={n}",
+                f"data.synthetic_split_fractions={fractions}",
+            ],
+        )
+        return ensure_corpus(config)
+
+    small = corpus("small", 20, "[0.6, 0.2, 0.2]")
+    large = corpus("large", 40, "[0.8, 0.1, 0.1]")
+    lines = lambda root, split: (root / split / "metadata.jsonl").read_text().splitlines()  # noqa: E731
+    assert len(lines(large, "train")) == 32 and len(lines(small, "train")) == 12
+    assert lines(large, "train")[:12] == lines(small, "train")
+    for split in ("val", "test"):
+        assert lines(large, split) == lines(small, split)  # 4 pairs each: the same pairs, byte for byte
+    with pytest.raises(ValueError, match="split_fractions"):
+        load_config("tiny", ["data.synthetic_split_fractions=[0.9, 0.2, 0.1]"])

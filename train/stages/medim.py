@@ -547,6 +547,7 @@ def export(
         "data": {
             "source": config.data.source,
             "synthetic_n": config.data.synthetic_n,
+            "synthetic_split_fractions": list(config.data.synthetic_split_fractions),
             "image_size": config.data.image_size,
         },
         "ema_decay": config.optim.ema_decay,
