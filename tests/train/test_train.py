@@ -118,6 +118,34 @@ def test_a_run_resumed_after_its_clock_budget_is_spent_exports_without_training_
         torch.testing.assert_close(after[key], weights[key], rtol=0, atol=0, msg=key)
 
 
+def test_a_budget_that_runs_out_during_a_periodic_save_ends_the_run_saved_as_spent(prepared, tmp_path, monkeypatch):
+    """The clock crossing the budget while a periodic checkpoint is written (a slow disk) must not end the run
+    on a checkpoint that still reads "budget left": resumed, that run would train past its budget."""
+    import types
+
+    import train.stages.medim as stage
+
+    clock = types.SimpleNamespace(now=0.0)
+    monkeypatch.setattr(stage, "time", types.SimpleNamespace(time=lambda: clock.now))
+    save = stage.save_checkpoint
+
+    def slow_save(accelerator, out, step, keep):
+        save(accelerator, out, step, keep)
+        if step == 3:
+            clock.now += 1000.0  # the budget (60 s) runs out while the step-3 checkpoint is written
+
+    monkeypatch.setattr(stage, "save_checkpoint", slow_save)
+    out = _copy_prepared(prepared, tmp_path / "slow")
+    overrides = [f"output_dir={out}", "optim.max_steps=12", "optim.max_minutes=1"]
+    assert main(["medim", "--config", "tiny", *overrides]) == 0
+    # one more step runs after the slow save; it sees the spent budget and is saved as the last checkpoint
+    assert [r["step"] for r in CsvLog.read(out / "logs" / "train.csv")] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir())[-1] == "step_0000004"
+    shutil.rmtree(out / "medim")
+    assert main(["medim", "--config", "tiny", *overrides, "--resume", "latest"]) == 0
+    assert [r["step"] for r in CsvLog.read(out / "logs" / "train.csv")] == [1, 2, 3, 4]
+
+
 def test_two_process_cpu_run_through_accelerate_launch(prepared, tmp_path):
     out = _copy_prepared(prepared, tmp_path / "ddp")
     command = [

@@ -330,8 +330,12 @@ def run(
     )
     window_start, window_steps = time.time(), 0
     model.train()
-    # A run resumed after its clock budget was spent (stopped between saving and exporting) goes straight to export.
-    while progress.step < config.optim.max_steps and spent() <= budget:
+    # The budget is read once per step (`last` below) and, for a resumed run, from the checkpoint: a run resumed
+    # after its clock budget was spent (stopped between saving and exporting) goes straight to export, and one
+    # resumed from a checkpoint saved before the budget ran out trains on. Reading the clock again in the loop
+    # condition would let a run stop right after a periodic save, unsaved as spent, and train more on resume.
+    finished = progress.step >= config.optim.max_steps or progress.seconds > budget
+    while not finished:
         step = progress.step
         for micro in range(config.optim.grad_accum):
             x0, prompts = sampler.batch(step * config.optim.grad_accum + micro, layout)
