@@ -118,7 +118,9 @@ def test_a_run_resumed_after_its_clock_budget_is_spent_exports_without_training_
         torch.testing.assert_close(after[key], weights[key], rtol=0, atol=0, msg=key)
 
 
-def test_a_budget_that_runs_out_during_a_periodic_save_ends_the_run_saved_as_spent(prepared, tmp_path, monkeypatch):
+def test_a_budget_that_runs_out_during_a_periodic_save_ends_the_run_saved_as_spent(
+    prepared, tmp_path, monkeypatch
+):
     """The clock crossing the budget while a periodic checkpoint is written (a slow disk) must not end the run
     on a checkpoint that still reads "budget left": resumed, that run would train past its budget."""
     import types
