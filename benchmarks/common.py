@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from medim.paths import shown_path as medim_shown_path
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 EXAMPLES = REPO / "assets" / "examples"
@@ -30,8 +32,7 @@ DEFAULT_JUDGE = REPO / "assets" / "judge"
 
 def shown_path(path) -> str:
     """A path as results print it: relative to the repository when inside it (results must not name a machine)."""
-    path = Path(path).resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+    return str(medim_shown_path(path, REPO))
 
 
 def cpu_model() -> str:

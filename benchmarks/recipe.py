@@ -81,8 +81,11 @@ def expand(override: str, minutes: float) -> str:
 
 
 def common_overrides(args) -> list[str]:
+    from train.data import corpus_overrides
+
     return [
         f"data.root={args.corpus}",
+        *corpus_overrides(args.corpus),  # the saved configs then name the corpus the variants read
         f"tokenizer.path={args.text_tokenizer}",
         f"vq.path={args.image_tokenizer}",
         f"optim.max_minutes={args.minutes}",

@@ -34,6 +34,7 @@ def ensure_corpus(config: TrainConfig, is_main: bool = True) -> Path:
             raise ValueError(f"data.root {root} does not exist")
         return root
     if (root / config.data.train_split / "metadata.jsonl").is_file():
+        _check_corpus_matches(config, root)
         return root
     if is_main:
         from medim.data.synthetic import write_corpus
@@ -47,6 +48,52 @@ def ensure_corpus(config: TrainConfig, is_main: bool = True) -> Path:
             domains=tuple(config.data.domain_weights),
         )
     return root
+
+
+def _check_corpus_matches(config: TrainConfig, root: Path) -> None:
+    """An existing synthetic corpus is reused only when the config describes it: the run's saved config must say
+    which corpus it read (a corpus written before its recipe file was kept has nothing to compare and passes)."""
+    from medim.data.synthetic import CORPUS_RECIPE
+
+    recipe_file = root / CORPUS_RECIPE
+    if not recipe_file.is_file():
+        return
+    recipe = json.loads(recipe_file.read_text())
+    data = config.data
+    expected = {
+        "n": ("synthetic_n", data.synthetic_n),
+        "seed": ("synthetic_seed", data.synthetic_seed),
+        "image_size": ("image_size", data.image_size),
+        "split_fractions": ("synthetic_split_fractions", [float(f) for f in data.synthetic_split_fractions]),
+    }
+    mismatched = [
+        f"data.{key}={value} but the corpus has {recipe[field_name]}"
+        for field_name, (key, value) in expected.items()
+        if field_name in recipe and recipe[field_name] != value
+    ]
+    if mismatched:
+        raise ValueError(
+            f"data.root {root} holds a synthetic corpus the config does not describe: {'; '.join(mismatched)}. "
+            f"Set these keys to the corpus's values (its {CORPUS_RECIPE} has the command that wrote it), "
+            "or point data.root at a new folder to write the configured corpus there."
+        )
+
+
+def corpus_overrides(root: str | Path) -> list[str]:
+    """The ``data.*`` overrides that describe an existing synthetic corpus (from its recipe file), for commands
+    that train on a corpus someone else wrote; none when the folder keeps no recipe."""
+    from medim.data.synthetic import CORPUS_RECIPE
+
+    recipe_file = Path(root) / CORPUS_RECIPE
+    if not recipe_file.is_file():
+        return []
+    recipe = json.loads(recipe_file.read_text())
+    return [
+        f"data.synthetic_n={recipe['n']}",
+        f"data.synthetic_seed={recipe['seed']}",
+        f"data.image_size={recipe['image_size']}",
+        f"data.synthetic_split_fractions={list(recipe['split_fractions'])}",
+    ]
 
 
 def load_split(config: TrainConfig, split: str):

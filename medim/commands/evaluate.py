@@ -9,14 +9,9 @@ import os
 from pathlib import Path
 
 from medim.commands._common import set_threads
+from medim.paths import shown_path
 
 DEFAULT_JUDGE = Path(__file__).resolve().parents[2] / "assets" / "judge"
-
-
-def _as_given(path: Path) -> Path:
-    """The path relative to the working directory when inside it: reports record where files are in the project,
-    not the name of the machine that ran them."""
-    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -113,7 +108,9 @@ def run(args) -> int:
     records = [dataset[index] for index in range(count)]
 
     judge = None
-    judge_dir = args.judge or (_as_given(DEFAULT_JUDGE) if (DEFAULT_JUDGE / "judge.json").is_file() else None)
+    judge_dir = args.judge or (
+        shown_path(DEFAULT_JUDGE) if (DEFAULT_JUDGE / "judge.json").is_file() else None
+    )
     if judge_dir:
         from medim.metrics.judge import ConsistencyJudge
 

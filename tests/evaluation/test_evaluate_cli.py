@@ -160,9 +160,12 @@ def test_markdown_report_separates_corpus_and_sentence_level_bleu():
 
 
 def test_the_bundled_judge_is_recorded_relative_to_the_project(tmp_path, monkeypatch):
-    from medim.commands.evaluate import DEFAULT_JUDGE, _as_given
+    from medim.commands.evaluate import DEFAULT_JUDGE
+    from medim.paths import shown_path
 
     monkeypatch.chdir(DEFAULT_JUDGE.parents[1])
-    assert _as_given(DEFAULT_JUDGE) == Path("assets") / "judge"  # reports name no machine
+    assert shown_path(DEFAULT_JUDGE) == Path("assets") / "judge"  # reports name no machine
     monkeypatch.chdir(tmp_path)
-    assert _as_given(DEFAULT_JUDGE) == DEFAULT_JUDGE  # outside the project the full path is the only true one
+    assert (
+        shown_path(DEFAULT_JUDGE) == DEFAULT_JUDGE
+    )  # outside the project the full path is the only true one

@@ -415,3 +415,21 @@ def test_a_larger_synthetic_corpus_adds_training_pairs_and_keeps_validation_and_
         assert lines(large, split) == lines(small, split)  # 4 pairs each: the same pairs, byte for byte
     with pytest.raises(ValueError, match="split_fractions"):
         load_config("tiny", ["data.synthetic_split_fractions=[0.9, 0.2, 0.1]"])
+
+
+def test_an_existing_corpus_the_config_does_not_describe_is_refused(tmp_path):
+    """The saved train_config must name the corpus a run read: reusing a 40-pair corpus under a config that says
+    20 pairs is an error naming both, and the matching config reuses it without writing anything."""
+    from train.data import corpus_overrides, ensure_corpus
+
+    def config(n):
+        return load_config("tiny", [f"data.root={tmp_path / 'corpus'}", f"data.synthetic_n={n}"])
+
+    root = ensure_corpus(config(40))
+    written = (root / "train" / "metadata.jsonl").stat().st_mtime_ns
+    assert ensure_corpus(config(40)) == root
+    with pytest.raises(ValueError, match=r"data\.synthetic_n=20 but the corpus has 40"):
+        ensure_corpus(config(20))
+    assert (root / "train" / "metadata.jsonl").stat().st_mtime_ns == written
+    described = load_config("tiny", [f"data.root={root}", "data.synthetic_n=20", *corpus_overrides(root)])
+    assert described.data.synthetic_n == 40 and ensure_corpus(described) == root
