@@ -35,6 +35,14 @@ SETTINGS: dict[str, tuple[dict, str]] = {
         "commit the most confident tokens first, no Gumbel noise on confidence",
     ),
     "linear": ({"schedule": "linear"}, "linear unmasking schedule"),
+    "steps32": ({"steps": 32}, "32 MaskGIT steps"),
+    "steps24_temp0.7": ({"steps": 24, "temperature": 0.7}, "24 steps at temperature 0.7"),
+    "guidance1.5": ({"guidance_scale": 1.5}, "classifier-free guidance 1.5 (condition blanked to [MASK])"),
+    "guidance3": ({"guidance_scale": 3.0}, "classifier-free guidance 3"),
+    "guidance1.5_linear": (
+        {"guidance_scale": 1.5, "guidance_schedule": "linear"},
+        "guidance ramped from 0 to 1.5 over the steps",
+    ),
 }
 DOMAINS = ("chest_xray", "pathology")
 
