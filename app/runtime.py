@@ -56,6 +56,19 @@ def default_checkpoint_key(env: dict[str, str] | None = None) -> str:
     return normalise_key(env.get("MEDIM_CHECKPOINT") or str(DEFAULT_CHECKPOINT))
 
 
+def widget_sampler_defaults(env: dict[str, str] | None = None):
+    """The sampler settings the widgets start at: the default checkpoint's sampler_config.json when it is a local
+    directory (what the model card and evaluation measured), else the library's SamplerConfig defaults."""
+    from medim.config import SamplerConfig
+
+    try:
+        key = default_checkpoint_key(env)
+    except CheckpointError:
+        return SamplerConfig()
+    path = Path(key) / "sampler_config.json"
+    return SamplerConfig.load(path) if path.is_file() else SamplerConfig()
+
+
 def normalise_key(path_or_id: str) -> str:
     """Local directories become absolute paths; hub ids (owner/name) stay as they are."""
     text = str(path_or_id).strip()

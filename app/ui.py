@@ -17,7 +17,7 @@ import gradio as gr
 from app.handlers import REPRODUCE_OUTPUTS, RESULT_OUTPUTS, DemoHandlers, empty_view
 from app.inputs import UNCONDITIONAL, prompt_findings
 from app.render import idle_status_html, legend_html
-from app.runtime import DISCLAIMER, ModelManager, configure_threads
+from app.runtime import DISCLAIMER, ModelManager, configure_threads, widget_sampler_defaults
 from app.session import MAX_SAMPLES, MAX_STEPS
 
 MAX_QUEUE = 16
@@ -111,6 +111,7 @@ def _wire(handler, names: tuple[str, ...] | list[str], components: dict[str, Any
 def build_demo(handlers: DemoHandlers | None = None) -> gr.Blocks:
     """Lay out the demo. Loads no model: the first session (or `launch`) does."""
     handlers = handlers or DemoHandlers(ModelManager())
+    sampler = widget_sampler_defaults()
     c: dict[str, Any] = {}
     with gr.Blocks(title="MeDiM — medical discrete diffusion demo", analytics_enabled=False) as demo:
         c["checkpoint"] = gr.State(None)
@@ -216,20 +217,27 @@ def build_demo(handlers: DemoHandlers | None = None) -> gr.Blocks:
                         with gr.Accordion("Sampling settings", open=True):
                             with gr.Row():
                                 c["steps"] = gr.Slider(
-                                    1, MAX_STEPS, value=12, step=1, label="Steps", elem_id="medim-steps"
+                                    1,
+                                    MAX_STEPS,
+                                    value=sampler.steps,
+                                    step=1,
+                                    label="Steps",
+                                    elem_id="medim-steps",
                                 )
                                 c["samples"] = gr.Slider(
                                     1, MAX_SAMPLES, value=1, step=1, label="Samples", elem_id="medim-samples"
                                 )
                             with gr.Row():
                                 c["temperature"] = gr.Slider(
-                                    0.0, 2.0, value=1.0, step=0.05, label="Temperature"
+                                    0.0, 2.0, value=sampler.temperature, step=0.05, label="Temperature"
                                 )
                                 c["guidance"] = gr.Slider(
-                                    0.0, 5.0, value=0.0, step=0.25, label="Guidance scale"
+                                    0.0, 5.0, value=sampler.guidance_scale, step=0.25, label="Guidance scale"
                                 )
                             c["schedule"] = gr.Radio(
-                                ["arccos", "cosine", "linear"], value="arccos", label="Unmasking schedule"
+                                ["arccos", "cosine", "linear"],
+                                value=sampler.schedule,
+                                label="Unmasking schedule",
                             )
                             with gr.Row(equal_height=True):
                                 c["seed"] = gr.Number(
