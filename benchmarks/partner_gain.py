@@ -31,15 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from medim.diffusion import get_schedule
     from medim.evaluation import load_eval_dataset
+    from medim.metrics.infill import infill_accuracy
     from medim.pipeline import MeDiMPipeline
-    from medim.vocab import IMAGE, TEXT
 
     torch.set_num_threads(args.threads)
     machine = machine_description()
     pipe = MeDiMPipeline.from_pretrained(args.checkpoint, device="cpu")
-    layout, schedule = pipe.layout, get_schedule(pipe.noise_schedule_name)
+    layout = pipe.layout
     dataset = load_eval_dataset(args.corpus, args.split)
     rows = []
     for domain in DOMAINS:
@@ -48,36 +47,28 @@ def main(argv: list[str] | None = None) -> int:
         codes = pipe.encode_images([r.image for r in records])
         other = torch.roll(torch.arange(len(records)), 1)  # each pair's partner taken from the previous pair
         true = layout.pack(text_ids, codes)
-        for kind, name, swapped in (
-            (TEXT, "report given image", layout.pack(text_ids, codes[other])),
-            (IMAGE, "image given report", layout.pack(text_ids[other], codes)),
+        # the scored modality is the same in both sequences, so the same seed masks the same positions of it
+        for modality, name, swapped in (
+            ("text", "report given image", layout.pack(text_ids, codes[other])),
+            ("image", "image given report", layout.pack(text_ids[other], codes)),
         ):
             for fraction in (0.15, 0.99):
-                generator = torch.Generator().manual_seed(0)
-                eligible = (layout.position_modality == kind)[None].expand_as(true)
-                if kind == TEXT:
-                    eligible = eligible & (true != layout.pad_id)
-                masked = eligible & (torch.rand(true.shape, generator=generator) < fraction)
-                t = torch.full((len(true),), float(schedule.t_for_mask_probability(torch.tensor(fraction))))
-                scores = []
-                for sequence in (true, swapped):
-                    with torch.no_grad():
-                        logits = pipe.model(torch.where(masked, layout.mask_id, sequence), t).float()
-                    logits = logits.masked_fill(~layout.allowed_tokens[kind], float("-inf"))
-                    loglik = logits.log_softmax(-1).gather(-1, true[..., None])[..., 0][masked].mean()
-                    top1 = (logits.argmax(-1) == true)[masked].float().mean()
-                    scores.append((float(loglik), float(top1)))
-                (lt, at), (ls, as_) = scores
+                given_true, given_other = (
+                    infill_accuracy(
+                        pipe.model, sequences, modality, fraction=fraction, schedule=pipe.noise_schedule_name
+                    )
+                    for sequences in (true, swapped)
+                )
                 rows.append(
                     [
                         domain,
                         name,
                         f"{fraction:.2f}",
-                        f"{lt:.3f}",
-                        f"{ls:.3f}",
-                        f"{lt - ls:.3f}",
-                        f"{at:.3f}",
-                        f"{as_:.3f}",
+                        f"{given_true['log_likelihood']:.3f}",
+                        f"{given_other['log_likelihood']:.3f}",
+                        f"{given_true['log_likelihood'] - given_other['log_likelihood']:.3f}",
+                        f"{given_true['accuracy']:.3f}",
+                        f"{given_other['accuracy']:.3f}",
                     ]
                 )
                 print(f"[partner_gain] {' | '.join(rows[-1])}", flush=True)

@@ -50,26 +50,40 @@ def ensure_corpus(config: TrainConfig, is_main: bool = True) -> Path:
     return root
 
 
+# corpus.json field -> the data.* key that configures it
+_RECIPE_KEYS = {
+    "n": "synthetic_n",
+    "seed": "synthetic_seed",
+    "image_size": "image_size",
+    "split_fractions": "synthetic_split_fractions",
+}
+
+
+def _recipe_settings(root: str | Path) -> dict[str, object]:
+    """The data.* settings recorded in the recipe file of the synthetic corpus at ``root`` (its own folder only);
+    empty when the folder keeps no recipe."""
+    from medim.data.synthetic import CORPUS_RECIPE
+
+    recipe_file = Path(root) / CORPUS_RECIPE
+    if not recipe_file.is_file():
+        return {}
+    recipe = json.loads(recipe_file.read_text())
+    return {key: recipe[field] for field, key in _RECIPE_KEYS.items() if field in recipe}
+
+
 def _check_corpus_matches(config: TrainConfig, root: Path) -> None:
     """An existing synthetic corpus is reused only when the config describes it: the run's saved config must say
     which corpus it read (a corpus written before its recipe file was kept has nothing to compare and passes)."""
     from medim.data.synthetic import CORPUS_RECIPE
 
-    recipe_file = root / CORPUS_RECIPE
-    if not recipe_file.is_file():
-        return
-    recipe = json.loads(recipe_file.read_text())
-    data = config.data
-    expected = {
-        "n": ("synthetic_n", data.synthetic_n),
-        "seed": ("synthetic_seed", data.synthetic_seed),
-        "image_size": ("image_size", data.image_size),
-        "split_fractions": ("synthetic_split_fractions", [float(f) for f in data.synthetic_split_fractions]),
-    }
+    def configured(key):
+        value = getattr(config.data, key)
+        return [float(f) for f in value] if key == "synthetic_split_fractions" else value
+
     mismatched = [
-        f"data.{key}={value} but the corpus has {recipe[field_name]}"
-        for field_name, (key, value) in expected.items()
-        if field_name in recipe and recipe[field_name] != value
+        f"data.{key}={configured(key)} but the corpus has {value}"
+        for key, value in _recipe_settings(root).items()
+        if configured(key) != value
     ]
     if mismatched:
         raise ValueError(
@@ -82,18 +96,7 @@ def _check_corpus_matches(config: TrainConfig, root: Path) -> None:
 def corpus_overrides(root: str | Path) -> list[str]:
     """The ``data.*`` overrides that describe an existing synthetic corpus (from its recipe file), for commands
     that train on a corpus someone else wrote; none when the folder keeps no recipe."""
-    from medim.data.synthetic import CORPUS_RECIPE
-
-    recipe_file = Path(root) / CORPUS_RECIPE
-    if not recipe_file.is_file():
-        return []
-    recipe = json.loads(recipe_file.read_text())
-    return [
-        f"data.synthetic_n={recipe['n']}",
-        f"data.synthetic_seed={recipe['seed']}",
-        f"data.image_size={recipe['image_size']}",
-        f"data.synthetic_split_fractions={list(recipe['split_fractions'])}",
-    ]
+    return [f"data.{key}={value}" for key, value in _recipe_settings(root).items()]
 
 
 def load_split(config: TrainConfig, split: str):

@@ -39,8 +39,9 @@ def infill_accuracy(
         seed: the masks are a function of the seed only.
 
     Returns:
-        ``{"accuracy", "masked", "fraction"}``: accuracy over all masked positions of all sequences, the number of
-        masked positions, and the fraction asked for.
+        ``{"accuracy", "log_likelihood", "masked", "fraction"}``: accuracy over all masked positions of all
+        sequences, the mean log-probability (nats) of the true token there (over the ids the sampler may place),
+        the number of masked positions, and the fraction asked for.
     """
     if modality not in ("text", "image"):
         raise ValueError(f"modality must be 'text' or 'image', got {modality!r}")
@@ -58,6 +59,7 @@ def infill_accuracy(
     was_training = model.training
     model.eval()
     correct = total = 0
+    log_likelihood = 0.0
     for start in range(0, len(sequences), batch_size):
         x0 = sequences[start : start + batch_size]
         eligible = (position_modality == kind)[None].expand_as(x0)
@@ -67,8 +69,15 @@ def infill_accuracy(
         xt = torch.where(masked, torch.full_like(x0, layout.mask_id), x0)
         t = torch.full((len(x0),), t_value)
         logits = model(xt.to(device), t.to(device)).float().cpu()
-        predicted = logits.masked_fill(~allowed, float("-inf")).argmax(-1)
+        logits = logits.masked_fill(~allowed, float("-inf"))
+        predicted = logits.argmax(-1)
         correct += int((predicted[masked] == x0[masked]).sum())
+        log_likelihood += float(logits.log_softmax(-1).gather(-1, x0[..., None])[..., 0][masked].sum())
         total += int(masked.sum())
     model.train(was_training)
-    return {"accuracy": correct / total if total else float("nan"), "masked": total, "fraction": fraction}
+    return {
+        "accuracy": correct / total if total else float("nan"),
+        "log_likelihood": log_likelihood / total if total else float("nan"),
+        "masked": total,
+        "fraction": fraction,
+    }

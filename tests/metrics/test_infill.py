@@ -50,6 +50,7 @@ def test_a_perfect_model_scores_one_and_pads_are_never_masked():
     oracle = Oracle(model.layout, clean)
     result = infill_accuracy(oracle, clean, "text", fraction=0.5, batch_size=5)
     assert result["accuracy"] == 1.0 and result["masked"] > 0
+    assert -1e-3 < result["log_likelihood"] <= 0.0  # the truth has (almost) all the probability
     for xt, t in oracle.seen:
         masked = xt == model.layout.mask_id
         assert not masked[:, model.layout.position_modality != TEXT].any()
@@ -61,7 +62,9 @@ def test_a_model_wrong_on_one_modality_scores_zero_there_only():
     model = MeDiMModel(tiny_config())
     clean = _clean(model.layout)
     oracle = Oracle(model.layout, clean, wrong_modality=IMAGE)
-    assert infill_accuracy(oracle, clean, "image", fraction=0.4)["accuracy"] == 0.0
+    wrong = infill_accuracy(oracle, clean, "image", fraction=0.4)
+    assert wrong["accuracy"] == 0.0
+    assert wrong["log_likelihood"] < -19.0  # the truth got logit -10 against one id at +10: log p ≈ -20
     assert infill_accuracy(oracle, clean, "text", fraction=0.4)["accuracy"] == 1.0
 
 
