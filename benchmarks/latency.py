@@ -1,6 +1,6 @@
 """Latency per sample of MeDiM (MaskGIT, K steps) vs autoregressive decoding with a KV cache, with quality.
 
-    python -m benchmarks.latency [--checkpoint assets/default] [--steps 4 8 12 16 24 32] [--guidance 2.0]
+    python -m benchmarks.latency [--checkpoint assets/default] [--steps 4 8 12 16 24 32] [--guidance 1.5]
                                  [--runs 5] [--threads 2] [--quality-n 40] [--judge assets/judge]
 
 For report→image, image→report and pair, with and without classifier-free guidance: the pipeline's default
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 8, 12, 16, 24, 32])
     parser.add_argument(
-        "--guidance", type=float, default=2.0, help="the guided rows' scale (0 rows always run)"
+        "--guidance", type=float, default=1.5, help="the guided rows' scale, the default sampler's (0 rows always run)"
     )
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--runs", type=int, default=5)

@@ -1,7 +1,7 @@
 """The speed tables in one process and one run: latency (MeDiM vs AR), floor (vs the matmul floor), speedups.
 
     python -m benchmarks.speed [--checkpoint assets/default] [--threads 2] [--runs 5] [--quality-n 40]
-                               [--steps 4 12 24] [--guidance 2.0]
+                               [--steps 4 12 24] [--guidance 1.5]
 
 Rows the tables share — the pipeline's default sample per task, guidance and K at batch 1, end to end — are
 measured once (`benchmarks.common.shared_timing`) and printed by every table that reports them, so latency.md,
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--steps", type=int, nargs="+", default=[4, 12, 24], help="K values of the latency table"
     )
-    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument("--guidance", type=float, default=1.5, help="the guided rows' scale, the default sampler's")
     parser.add_argument("--tasks", nargs="+", default=list(latency.TASKS), choices=latency.TASKS)
     parser.add_argument("--judge", default=str(DEFAULT_JUDGE))
     parser.add_argument(

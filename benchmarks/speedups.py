@@ -1,7 +1,7 @@
 """Before/after table of MeDiM's inference speedups, each timed side by side with its quality cost.
 
     python -m benchmarks.speedups [--checkpoint assets/default] [--runs 5] [--threads 2] [--quality-n 40]
-                                  [--guidance 2.0]
+                                  [--guidance 1.5]
 
 Rows, per task at the checkpoint's default K (batch 1, median of `runs` after a warm-up, threads pinned):
 
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=None, help="K (default: the checkpoint's)")
-    parser.add_argument("--guidance", type=float, default=2.0, help="scale of the guided rows (0: none)")
+    parser.add_argument("--guidance", type=float, default=1.5, help="scale of the guided rows, the default sampler's (0: none)")
     parser.add_argument("--quality-n", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--judge", default=str(DEFAULT_JUDGE))
