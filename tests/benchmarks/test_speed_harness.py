@@ -45,9 +45,9 @@ def test_one_run_prints_each_shared_row_once_in_every_table(tmp_path):
     assert set(shared) == {
         ("report→image", 0.0, "2"),
         ("report→image", 0.0, k),
-        ("report→image", 2.0, "2"),
-        ("report→image", 2.0, k),
-    }  # latency's K values x guidance; the others reuse them
+        ("report→image", 1.5, "2"),
+        ("report→image", 1.5, k),
+    }  # latency's K values x guidance (0 and the default sampler's 1.5); the others reuse them
     # each table rounds to whole ms; they all print the one measurement
     r2i = round(shared[("report→image", 0.0, k)])
     assert float(_ms(files["floor"], f"report→image sample, K={k}", 2)) == round(
