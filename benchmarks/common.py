@@ -23,6 +23,8 @@ RESULTS = REPO / "benchmarks" / "results"
 EXAMPLES = REPO / "assets" / "examples"
 DEFAULT_CHECKPOINT = REPO / "assets" / "default"
 DEFAULT_JUDGE = REPO / "assets" / "judge"
+# scale of the speed tables' guided rows: the embedded default's own (its sampler_config.json guidance_scale)
+GUIDED_ROWS_SCALE = 1.5
 
 
 # ---------------------------------------------------------------------------------------------------------

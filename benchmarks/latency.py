@@ -26,6 +26,7 @@ from benchmarks.ar_baseline import ar_run
 from benchmarks.common import (
     DEFAULT_CHECKPOINT,
     DEFAULT_JUDGE,
+    GUIDED_ROWS_SCALE,
     LoadRecord,
     ce_f1,
     default_sample,
@@ -111,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 8, 12, 16, 24, 32])
     parser.add_argument(
-        "--guidance", type=float, default=1.5, help="the guided rows' scale, the default sampler's (0 rows always run)"
+        "--guidance",
+        type=float,
+        default=GUIDED_ROWS_SCALE,
+        help="the guided rows' scale, the default sampler's (0 rows always run)",
     )
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--runs", type=int, default=5)

@@ -19,6 +19,7 @@ from benchmarks import floor, latency, speedups
 from benchmarks.common import (
     DEFAULT_CHECKPOINT,
     DEFAULT_JUDGE,
+    GUIDED_ROWS_SCALE,
     LoadRecord,
     machine_description,
     markdown_table,
@@ -41,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--steps", type=int, nargs="+", default=[4, 12, 24], help="K values of the latency table"
     )
-    parser.add_argument("--guidance", type=float, default=1.5, help="the guided rows' scale, the default sampler's")
+    parser.add_argument(
+        "--guidance", type=float, default=GUIDED_ROWS_SCALE, help="the guided rows' scale, the default sampler's"
+    )
     parser.add_argument("--tasks", nargs="+", default=list(latency.TASKS), choices=latency.TASKS)
     parser.add_argument("--judge", default=str(DEFAULT_JUDGE))
     parser.add_argument(

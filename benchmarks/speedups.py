@@ -34,6 +34,7 @@ import torch
 from benchmarks.common import (
     DEFAULT_CHECKPOINT,
     DEFAULT_JUDGE,
+    GUIDED_ROWS_SCALE,
     LoadRecord,
     default_sample_timing,
     load_examples,
@@ -185,7 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=None, help="K (default: the checkpoint's)")
-    parser.add_argument("--guidance", type=float, default=1.5, help="scale of the guided rows, the default sampler's (0: none)")
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        default=GUIDED_ROWS_SCALE,
+        help="scale of the guided rows, the default sampler's (0: none)",
+    )
     parser.add_argument("--quality-n", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--judge", default=str(DEFAULT_JUDGE))

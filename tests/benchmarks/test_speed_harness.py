@@ -3,11 +3,12 @@ the same figure in every file."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
 from benchmarks import speed
-from benchmarks.common import LoadRecord
+from benchmarks.common import DEFAULT_CHECKPOINT, GUIDED_ROWS_SCALE, LoadRecord
 from medim.commands.init_random import build_random_pipeline
 from medim.config import SamplerConfig
 
@@ -97,3 +98,8 @@ def test_the_machine_cpu_counter_sees_work_done_here():
     assert own_cpu_seconds() - own >= 0.29
     if machine is not None:  # Linux: the machine counter includes this process
         assert machine_cpu_seconds() - machine >= 0.25
+
+
+def test_the_guided_rows_are_timed_at_the_embedded_defaults_guidance():
+    sampler_config = json.loads((DEFAULT_CHECKPOINT / "sampler_config.json").read_text())
+    assert GUIDED_ROWS_SCALE == sampler_config["guidance_scale"]
