@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=100)
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"subset of {','.join(SETTINGS)}")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--device", default="cpu", help="torch device of the denoiser (cpu, cuda); the judge runs on the CPU"
+    )
     parser.add_argument("--judge", default=str(REPO / "assets" / "judge"))
     parser.add_argument("--out", default=str(RESULTS / "sampler.md"))
     args = parser.parse_args(argv)
@@ -67,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     machine = machine_description()
-    pipe = MeDiMPipeline.from_pretrained(args.checkpoint, device="cpu")
+    if args.device != "cpu":
+        name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else args.device
+        machine["denoiser device"] = f"{args.device} ({name})"
+    pipe = MeDiMPipeline.from_pretrained(args.checkpoint, device=args.device)
     dataset = load_eval_dataset(args.corpus, "val")
     records = [dataset[i] for i in range(min(args.pairs, len(dataset)))]
     judge = load_judge(Path(args.judge))
