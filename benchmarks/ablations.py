@@ -13,6 +13,11 @@ reuse the baseline's text and VQ tokenizers (``tokenizer.path`` / ``vq.path``), 
 - ``no-timestep``  ``model.timestep_conditioning=off`` (no timestep embedding, plain LayerNorm);
 - ``additive``     ``model.timestep_conditioning=additive`` (timestep embedding added to the tokens, no AdaLN).
 
+When the preset pretrains (demo-cpu does: a causal LM first, then the ``medim`` stage adapts it), the pretraining
+runs once, in the baseline, and every other variant's ``medim`` stage adapts that same export
+(``model.init_from=<work-dir>/baseline/pretrain``), as the paper's ablations all start from one pretrained LLM; the
+variants then differ only in the switch and share the baseline's token cache.
+
 Each checkpoint is then evaluated the same way (`python -m medim evaluate`, report→image and image→report on the
 first ``eval-limit`` test pairs, same sampler settings and seed) and the Table-4-style comparison is written to
 benchmarks/results/ablations.md (means over the two domains, as the paper's mB-1 ... mFID). A steps budget
@@ -69,6 +74,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}"
     )
     parser.add_argument("--work-dir", default=str(REPO / "runs" / "ablations"))
+    parser.add_argument(
+        "--corpus", help="an existing synthetic corpus to train and evaluate on (default: <work-dir>/corpus)"
+    )
     parser.add_argument("--eval-limit", type=int, default=200, help="test pairs evaluated per variant")
     parser.add_argument("--eval-steps", type=int, help="MaskGIT steps for evaluation (default: checkpoint's)")
     parser.add_argument(
@@ -92,9 +100,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def corpus_dir(args, work: Path) -> Path:
+    return Path(args.corpus).resolve() if args.corpus else work / "corpus"
+
+
+def pretrains(args) -> bool:
+    """Whether the preset (with the overrides) runs the causal-LM pretraining stage before `medim`."""
+    from train.config import load_config
+
+    return load_config(args.config, list(args.override)).pretrain.enabled
+
+
+def shares_pretraining(args, name: str) -> bool:
+    """A variant other than the baseline adapts the baseline's pretraining export instead of pretraining again."""
+    return name != "baseline" and "baseline" in args.variants and pretrains(args)
+
+
 def training_command(args, name: str, work: Path) -> list[str]:
-    """`python -m train all ...` for one variant (baseline tokenizers reused by the others)."""
-    overrides = [f"output_dir={work / name}", f"seed={args.seed}", f"data.root={work / 'corpus'}"]
+    """`python -m train all ...` for one variant (baseline tokenizers and pretraining reused by the others)."""
+    overrides = [f"output_dir={work / name}", f"seed={args.seed}", f"data.root={corpus_dir(args, work)}"]
     if args.max_steps:
         overrides.append(f"optim.max_steps={args.max_steps}")
     if args.max_minutes:
@@ -105,7 +129,19 @@ def training_command(args, name: str, work: Path) -> list[str]:
             f"vq.path={work / 'baseline' / 'image_tokenizer'}",
         ]
     overrides += VARIANTS[name][1] + list(args.override)
+    if shares_pretraining(args, name):
+        # the medim stage alone, adapting the baseline's pretrained LM (the tokenizers come with it)
+        overrides.append(f"model.init_from={work / 'baseline' / 'pretrain'}")
+        return [sys.executable, "-m", "train", "medim", "--config", args.config, *overrides]
     return [sys.executable, "-m", "train", "all", "--config", args.config, *overrides]
+
+
+def share_cache(work: Path, name: str) -> None:
+    """Point a variant's token cache at the baseline's: same tokenizers and corpus, so the same tokens."""
+    shared, own = work / "baseline" / "cache", work / name / "cache"
+    if name != "baseline" and shared.is_dir() and not own.exists():
+        own.parent.mkdir(parents=True, exist_ok=True)
+        own.symlink_to(shared, target_is_directory=True)
 
 
 def evaluation_command(args, name: str, work: Path, judge: Path | None) -> list[str]:
@@ -117,7 +153,7 @@ def evaluation_command(args, name: str, work: Path, judge: Path | None) -> list[
         "--checkpoint",
         str(work / name / "medim"),
         "--data",
-        str(work / "corpus"),
+        str(corpus_dir(args, work)),
         "--split",
         "test",
         "--tasks",
@@ -139,14 +175,14 @@ def evaluation_command(args, name: str, work: Path, judge: Path | None) -> list[
     return command
 
 
-def judge_command(work: Path) -> list[str]:
+def judge_command(corpus: Path, work: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
         "medim.metrics.judge",
         "train",
         "--corpus",
-        str(work / "corpus"),
+        str(corpus),
         "--out",
         str(work / "judge"),
     ]
@@ -212,12 +248,16 @@ def main(argv=None) -> int:
         export = work / name / "medim"
         metrics_path = work / name / "eval" / "metrics.json"
         if not (args.skip_existing and (export / "medim_config.json").is_file()):
+            if not args.dry_run:
+                share_cache(work, name)
             if not _run(training_command(args, name, work), args.dry_run):
                 rows.append((label, None, "training failed"))
                 continue
         if name == args.variants[0] and not (judge / "judge.json").is_file():
             judge = work / "judge"  # no bundled judge: train one on the shared corpus (minutes)
-            if not (judge / "judge.json").is_file() and not _run(judge_command(work), args.dry_run):
+            if not (judge / "judge.json").is_file() and not _run(
+                judge_command(corpus_dir(args, work), work), args.dry_run
+            ):
                 judge = None
         if not (args.skip_existing and metrics_path.is_file()):
             if not _run(evaluation_command(args, name, work, judge), args.dry_run):
@@ -241,14 +281,20 @@ def main(argv=None) -> int:
         if args.max_steps
         else (f"{args.max_minutes} minutes" if args.max_minutes else "the preset's budget")
     )
+    shared = (
+        " The causal-LM pretraining ran once, in the baseline; every other variant's medim stage adapts that same "
+        "export, so the variants differ only in the switch."
+        if any(shares_pretraining(args, name) for name in args.variants)
+        else ""
+    )
     description = (
-        f"Preset `{args.config}`, seed {args.seed}, budget {budget} per variant, shared corpus "
-        f"`{shown_path(work / 'corpus')}`; evaluated on the first {args.eval_limit} test pairs (report→image, "
+        f"Preset `{args.config}`, seed {args.seed}, budget {budget} per variant (medim stage), shared corpus "
+        f"`{shown_path(corpus_dir(args, work))}`; evaluated on the first {args.eval_limit} test pairs (report→image, "
         "image→report). Report metrics are corpus-level (pycocoevalcap); m = mean over the chest X-ray and pathology "
         f"domains. Domain FD and judge F1 use the consistency judge `{shown_path(judge) if judge else 'none'}`; FID/IS "
         "need a local Inception-v3 (— when absent). Validation loss is the eq. 6 loss of the EMA weights at the end "
         "of training (NLL in nats per masked token); training minutes are wall-clock and depend on what else the "
-        "machine was doing."
+        "machine was doing." + shared
     )
     write_result(
         "ablations",

@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.ablations import comparison_table, evaluation_command, main, parse_args, training_command
+from benchmarks.ablations import (
+    comparison_table,
+    evaluation_command,
+    main,
+    parse_args,
+    share_cache,
+    training_command,
+)
 
 
 def test_each_variant_flips_one_switch_under_the_same_budget(tmp_path):
@@ -17,6 +24,11 @@ def test_each_variant_flips_one_switch_under_the_same_budget(tmp_path):
     assert "model.timestep_conditioning=additive" in commands["additive"]
     assert not any(part.startswith(("model.", "tokenizer.path", "vq.path")) for part in commands["baseline"])
     assert f"vq.path={tmp_path / 'baseline' / 'image_tokenizer'}" in commands["causal"]
+    # demo-cpu pretrains: the baseline pretrains once, every other variant adapts that same export
+    assert commands["baseline"][2:4] == ["train", "all"]
+    for name in ("causal", "no-timestep", "additive"):
+        assert commands[name][2:4] == ["train", "medim"]
+        assert f"model.init_from={tmp_path / 'baseline' / 'pretrain'}" in commands[name]
     evaluation = evaluation_command(args, "causal", tmp_path, Path("judge"))
     assert evaluation[evaluation.index("--checkpoint") + 1] == str(tmp_path / "causal" / "medim")
 
@@ -29,8 +41,28 @@ def test_dry_run_prints_commands_and_trains_nothing(tmp_path, capsys):
         == 0
     )
     printed = capsys.readouterr().out
-    assert printed.count("-m train all") == 2 and printed.count("-m medim evaluate") == 2
+    assert printed.count("-m train all") == 1 and printed.count("-m train medim") == 1
+    assert printed.count("-m medim evaluate") == 2
     assert not any(tmp_path.iterdir())
+
+
+def test_without_pretraining_every_variant_trains_from_scratch(tmp_path):
+    args = parse_args(
+        ["--max-steps", "10", "--override", "pretrain.max_minutes=0", "--corpus", str(tmp_path / "c")]
+    )
+    for name in args.variants:
+        command = training_command(args, name, tmp_path)
+        assert command[2:4] == ["train", "all"]
+        assert not any(part.startswith("model.init_from") for part in command)
+        assert f"data.root={tmp_path / 'c'}" in command
+
+
+def test_variants_share_the_baseline_token_cache(tmp_path):
+    (tmp_path / "baseline" / "cache" / "train").mkdir(parents=True)
+    share_cache(tmp_path, "causal")
+    assert (tmp_path / "causal" / "cache").resolve() == (tmp_path / "baseline" / "cache").resolve()
+    share_cache(tmp_path, "baseline")  # the baseline keeps its own
+    assert not (tmp_path / "baseline" / "cache").is_symlink()
 
 
 def test_unknown_variant_is_rejected():
