@@ -57,12 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"subset of {','.join(SETTINGS)}")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
+        "--tasks",
+        default="report2image,image2report",
+        help="score one direction only (image2report: CE-F1; report2image: judge F1)",
+    )
+    parser.add_argument(
         "--device", default="cpu", help="torch device of the denoiser (cpu, cuda); the judge runs on the CPU"
     )
     parser.add_argument("--judge", default=str(REPO / "assets" / "judge"))
     parser.add_argument("--out", default=str(RESULTS / "sampler.md"))
     args = parser.parse_args(argv)
     names = chosen(parser, args.settings, SETTINGS, "settings")
+    tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     import torch
 
     from medim.evaluation import finding_scores, load_eval_dataset
@@ -83,20 +89,17 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = {
             "note": note,
             "overrides": overrides,
-            "scores": finding_scores(pipe, records, judge, sampler=overrides),
+            "scores": finding_scores(pipe, records, judge, sampler=overrides, tasks=tasks),
         }
         print(f"[sampler] {name}: {json.dumps(results[name]['scores'])}", flush=True)
     Path(args.out).with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    header = ["setting", "what it tests", *[f"CE-F1 {d} (chance)" for d in DOMAINS]]
-    header += [f"judge F1 {d} (chance)" for d in DOMAINS]
+    metrics = [m for m, task in (("ce_f1", "image2report"), ("judge_f1", "report2image")) if task in tasks]
+    titles = {"ce_f1": "CE-F1", "judge_f1": "judge F1"}
+    header = ["setting", "what it tests", *[f"{titles[m]} {d} (chance)" for m in metrics for d in DOMAINS]]
     rows = []
     for name, entry in results.items():
         s = entry["scores"]
-        cells = [
-            f"{s[f'{m}/{d}']:.3f} ({s[f'{m}_chance/{d}']:.3f})"
-            for m in ("ce_f1", "judge_f1")
-            for d in DOMAINS
-        ]
+        cells = [f"{s[f'{m}/{d}']:.3f} ({s[f'{m}_chance/{d}']:.3f})" for m in metrics for d in DOMAINS]
         rows.append([name, entry["note"], *cells])
     sections = [
         f"Checkpoint `{Path(args.checkpoint).name}` (sha256 {pipe.checkpoint_hash[:12]}), first {len(records)} "

@@ -602,13 +602,24 @@ class Evaluator:
 
 
 def finding_scores(
-    pipe, records, judge, *, sampler: dict | None = None, seed: int = 0, batch_size: int = 50
+    pipe,
+    records,
+    judge,
+    *,
+    sampler: dict | None = None,
+    seed: int = 0,
+    batch_size: int = 50,
+    tasks: tuple[str, ...] = ("report2image", "image2report"),
 ) -> dict:
     """The two findings proxies per domain, each beside its chance level: image→report CE macro-F1
     (``ce_f1/<domain>``, ``ce_f1_chance/<domain>``) and report→image judge macro-F1 (``judge_f1/<domain>``,
-    ``judge_f1_chance/<domain>``); a chance level that cannot be computed (one pair in a domain) is None."""
+    ``judge_f1_chance/<domain>``); a chance level that cannot be computed (one pair in a domain) is None.
+    ``tasks`` limits the scores to one direction (the other's keys are then absent)."""
+    unknown = set(tasks) - {"report2image", "image2report"}
+    if unknown or not tasks:
+        raise ValueError(f"tasks must be report2image and/or image2report, got {tasks!r}")
     settings = EvaluationSettings(
-        tasks=("report2image", "image2report"),
+        tasks=tuple(tasks),
         batch_size=batch_size,
         seed=seed,
         text_metrics=("nltk",),
@@ -616,9 +627,12 @@ def finding_scores(
     )
     evaluator = Evaluator(pipe, records, settings, judge=judge, progress=False)
     scores = {}
-    for domain, entry in evaluator.image2report()["per_domain"].items():
-        scores[f"ce_f1/{domain}"] = entry["ce"]["f1_macro"]
-        scores[f"ce_f1_chance/{domain}"] = (entry.get("ce_chance") or {}).get("f1_macro")
+    if "image2report" in tasks:
+        for domain, entry in evaluator.image2report()["per_domain"].items():
+            scores[f"ce_f1/{domain}"] = entry["ce"]["f1_macro"]
+            scores[f"ce_f1_chance/{domain}"] = (entry.get("ce_chance") or {}).get("f1_macro")
+    if "report2image" not in tasks:
+        return scores
     for domain, entry in evaluator.report2image()["per_domain"].items():
         scores[f"judge_f1/{domain}"] = entry["consistency"].get("f1_macro")
         scores[f"judge_f1_chance/{domain}"] = (entry.get("chance_consistency") or {}).get("f1_macro")

@@ -57,3 +57,17 @@ def test_the_default_is_clearly_above_chance(scores, metric):
     name, domain = metric.split("/")
     chance = scores[f"{name}_chance/{domain}"]
     assert scores[metric] >= chance + CHANCE_MARGIN, (metric, scores[metric], chance)
+
+
+def test_one_direction_scores_as_it_does_beside_the_other(scores):
+    from medim.evaluation import finding_scores, load_eval_dataset
+    from medim.pipeline import MeDiMPipeline
+
+    pipe = MeDiMPipeline.from_pretrained(DEFAULT, device="cpu")
+    dataset = load_eval_dataset(EXAMPLES, "test")
+    records = [dataset[i] for i in range(len(dataset))]
+    alone = finding_scores(pipe, records, None, seed=0, batch_size=20, tasks=("image2report",))
+    assert set(alone) == {k for k in scores if k.startswith("ce_f1")}
+    assert all(alone[k] == pytest.approx(scores[k]) for k in alone)
+    with pytest.raises(ValueError, match="tasks"):
+        finding_scores(pipe, records, None, tasks=("pair",))
