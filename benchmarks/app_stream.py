@@ -16,6 +16,7 @@ import time
 
 from benchmarks.common import (
     DEFAULT_CHECKPOINT,
+    GUIDED_ROWS_SCALE,
     machine_description,
     markdown_table,
     pinned_threads,
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = DemoHandlers(ModelManager(args.checkpoint))
     report = load_examples(1)[0].report
     rows = []
-    for guidance in (0.0, 2.0):
+    for guidance in (0.0, GUIDED_ROWS_SCALE):  # unguided, and the default's own guidance
         press_generate(handlers, report, args.steps, guidance)  # warm-up (first call loads the model)
         presses = [press_generate(handlers, report, args.steps, guidance) for _ in range(args.runs)]
         first = statistics.median(p[0] for p in presses)

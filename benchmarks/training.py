@@ -6,7 +6,7 @@ Builds the denoiser from the preset (train/configs/demo-cpu.yaml; sizes from its
 then times `steps` full optimisation steps (diffusion masking, forward, eq. 6 loss, backward, clip, AdamW) on
 random well-formed sequences after two warm-up steps. MFU = 3 × forward FLOPs per step / step time / measured
 fp32 GEMM throughput. It never runs the real training. When the real run's log exists
-(<output_dir>/logs/train.csv) its median tokens/s is shown beside.
+(<output_dir>/logs/train.csv, or `--log` for a run written elsewhere) its median tokens/s is shown beside.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def random_sequences(layout, batch: int, generator: torch.Generator) -> torch.Te
     return layout.pack(text, codes)
 
 
-def logged_tokens_per_second(config) -> float | None:
-    log = REPO / config.output_dir / "logs" / "train.csv"
+def logged_tokens_per_second(config, log: Path | None = None) -> float | None:
+    log = Path(log) if log else REPO / config.output_dir / "logs" / "train.csv"
     if not log.is_file():
         return None
     values = [float(row["tokens_per_s"]) for row in csv.DictReader(log.open()) if row.get("tokens_per_s")]
@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
+    parser.add_argument(
+        "--log", type=Path, help="a real run's logs/train.csv (default: the preset's output_dir)"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     pinned_threads(args.threads)
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     tokens = batch * layout.seq_len
     flops = training_step_flops(model, batch)
     seconds = timing.median
-    logged = logged_tokens_per_second(config)
+    logged = logged_tokens_per_second(config, args.log)
     rows = [
         [
             args.config,
