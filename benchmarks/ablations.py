@@ -97,6 +97,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     if unknown or not names:
         parser.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
     args.variants = names
+    from train.config import load_config
+
+    # the preset (with the overrides) pretrains a causal LM before `medim`: the baseline does it for all variants
+    args.shared_pretraining = (
+        "baseline" in names and load_config(args.config, list(args.override)).pretrain.enabled
+    )
     return args
 
 
@@ -104,16 +110,9 @@ def corpus_dir(args, work: Path) -> Path:
     return Path(args.corpus).resolve() if args.corpus else work / "corpus"
 
 
-def pretrains(args) -> bool:
-    """Whether the preset (with the overrides) runs the causal-LM pretraining stage before `medim`."""
-    from train.config import load_config
-
-    return load_config(args.config, list(args.override)).pretrain.enabled
-
-
 def shares_pretraining(args, name: str) -> bool:
     """A variant other than the baseline adapts the baseline's pretraining export instead of pretraining again."""
-    return name != "baseline" and "baseline" in args.variants and pretrains(args)
+    return name != "baseline" and args.shared_pretraining
 
 
 def training_command(args, name: str, work: Path) -> list[str]:

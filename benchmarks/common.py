@@ -274,6 +274,19 @@ def ce_f1(generated: Sequence[str], references: Sequence[str], domains: Sequence
     return weighted / total
 
 
+def domain_records(dataset, domain: str, count: int, start: int = 0) -> list:
+    """The first ``count`` records of ``domain`` in ``dataset`` from row ``start`` on, in corpus order (a
+    ValueError when there are fewer)."""
+    found = []
+    for index in range(start, len(dataset)):
+        record = dataset[index]
+        if record.domain == domain:
+            found.append(record)
+            if len(found) == count:
+                return found
+    raise ValueError(f"only {len(found)} {domain} pairs from row {start} of {len(dataset)}: ask for fewer")
+
+
 def load_judge(path: Path | None = DEFAULT_JUDGE):
     """The consistency judge when one is available (None otherwise)."""
     if path is None or not Path(path).is_dir():

@@ -14,23 +14,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmarks.common import RESULTS, machine_description, markdown_table, write_result
+from benchmarks.common import RESULTS, domain_records, machine_description, markdown_table, write_result
 
 DOMAINS = ("chest_xray", "pathology")
 FRACTIONS = (0.15, 0.5, 0.9)
-
-
-def _records(dataset, start: int, domain: str, count: int) -> list:
-    found = []
-    for index in range(start, len(dataset)):
-        record = dataset[index]
-        if record.domain == domain:
-            found.append(record)
-            if len(found) == count:
-                return found
-    raise ValueError(
-        f"only {len(found)} {domain} pairs from row {start} of {len(dataset)}: pass fewer --pairs"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     for domain in DOMAINS:
         sequences = {}
         for name, (dataset, start) in sets.items():
-            records = _records(dataset, start, domain, args.pairs)
+            records = domain_records(dataset, domain, args.pairs, start)
             text_ids, _ = pipe.encode_reports([r.report for r in records])
             sequences[name] = pipe.layout.pack(text_ids, pipe.encode_images([r.image for r in records]))
         for modality in ("text", "image"):

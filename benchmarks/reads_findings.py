@@ -19,17 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import RESULTS, machine_description, markdown_table, write_result
+from benchmarks.common import RESULTS, domain_records, machine_description, markdown_table, write_result
 from benchmarks.tokenizer import linear_probe, one_hot
 
 DOMAINS = ("chest_xray", "pathology")
-
-
-def _pairs(dataset, domain: str, count: int) -> list:
-    found = [r for r in (dataset[i] for i in range(min(len(dataset), 4 * count))) if r.domain == domain]
-    if len(found) < count:
-        raise ValueError(f"only {len(found)} {domain} pairs with labels in the first {4 * count} rows")
-    return found[:count]
 
 
 def features(pipe, records, batch_size: int = 64) -> dict[str, np.ndarray]:
@@ -80,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     train, val = load_eval_dataset(args.corpus, "train"), load_eval_dataset(args.corpus, "val")
     rows = []
     for domain in DOMAINS:
-        fit, held = _pairs(train, domain, args.train_pairs), _pairs(val, domain, args.val_pairs)
+        fit = domain_records(train, domain, args.train_pairs)
+        held = domain_records(val, domain, args.val_pairs)
         names = sorted(fit[0].labels)
         truth = {
             part: np.array([[int(r.labels[n] == 1) for n in names] for r in records])

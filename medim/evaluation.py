@@ -631,11 +631,10 @@ def finding_scores(
         for domain, entry in evaluator.image2report()["per_domain"].items():
             scores[f"ce_f1/{domain}"] = entry["ce"]["f1_macro"]
             scores[f"ce_f1_chance/{domain}"] = (entry.get("ce_chance") or {}).get("f1_macro")
-    if "report2image" not in tasks:
-        return scores
-    for domain, entry in evaluator.report2image()["per_domain"].items():
-        scores[f"judge_f1/{domain}"] = entry["consistency"].get("f1_macro")
-        scores[f"judge_f1_chance/{domain}"] = (entry.get("chance_consistency") or {}).get("f1_macro")
+    if "report2image" in tasks:
+        for domain, entry in evaluator.report2image()["per_domain"].items():
+            scores[f"judge_f1/{domain}"] = entry["consistency"].get("f1_macro")
+            scores[f"judge_f1_chance/{domain}"] = (entry.get("chance_consistency") or {}).get("f1_macro")
     return scores
 
 

@@ -36,9 +36,9 @@ def build(out: Path, checkpoint: Path, config_name: str, overrides: list[str], t
     """Encode the configured corpus's train and val splits with ``checkpoint``'s tokenizers into out/{split}."""
     import torch
 
-    from medim.modeling import MeDiMModel
     from medim.tokenizers.image import VQImageTokenizer
     from medim.tokenizers.text import load_text_tokenizer
+    from medim.vocab import VocabLayout
     from train.config import load_config
     from train.data import build_cache, ensure_corpus
     from train.stages.medim import build_model_config
@@ -47,7 +47,7 @@ def build(out: Path, checkpoint: Path, config_name: str, overrides: list[str], t
     config = load_config(config_name, overrides)
     text = load_text_tokenizer(checkpoint / "text_tokenizer")
     image = VQImageTokenizer.from_pretrained(checkpoint / "image_tokenizer").eval()
-    layout = MeDiMModel(build_model_config(config, text, image)).layout
+    layout = VocabLayout.from_config(build_model_config(config, text, image))
     ensure_corpus(config)
     for split in (config.data.train_split, config.data.val_split):
         print(build_cache(config, split, text, image, layout, out / split), flush=True)
