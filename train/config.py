@@ -37,6 +37,10 @@ class DataConfig:
     # root/<folder>/<split>/... (`folder_domains`: {folder: domain})
     domain: str | None = None
     folder_domains: dict[str, str] = field(default_factory=dict)
+    # Where the medim stage's batch and mask stream starts (step s draws stream position s + offset). None: after
+    # the steps the warm-start source's chain has already trained (0 from scratch), so a warm run sees new
+    # batches and masks instead of replaying its source's.
+    stream_offset: int | None = None
 
     def __post_init__(self) -> None:
         if self.source not in DATA_SOURCES:
@@ -80,6 +84,10 @@ class VQStageConfig:
     # the training split first (feature_epochs epochs, seed + 1) into <output_dir>/image_tokenizer_features.
     feature_network: str | None = None
     feature_epochs: int = 6
+    # With a tokenizer to start from (path, or model.init_from's), train only its decoder this many more steps:
+    # the codes stay the same, so the denoiser trained on them keeps working and draws with the better decoder.
+    decoder_steps: int = 0
+    decoder_lr: float = 5e-4
 
 
 @dataclass

@@ -471,6 +471,99 @@ def train_vq(
     return history
 
 
+def finetune_decoder(
+    tokenizer: VQImageTokenizer,
+    images: Iterable[torch.Tensor],
+    steps: int,
+    lr: float,
+    *,
+    log_every: int = 50,
+    callback: Callable[[dict], None] | None = None,
+    options: VQTrainingOptions | None = None,
+    feature_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> list[dict]:
+    """Train only the decoder side (``post_quant_conv`` + decoder) on the frozen codes of ``images``.
+
+    The encoder, ``quant_conv`` and codebook are not touched, so every image keeps exactly its token ids: a
+    denoiser trained on this tokenizer's codes stays valid, and what it draws is rendered by a decoder that has
+    seen more images. The losses are ``train_vq``'s reconstruction and finding-feature terms (the codebook and
+    commitment terms have nothing to train here).
+
+    Args and returns as ``train_vq``; history records carry ``step``, ``loss``, ``rec_loss``,
+    ``perceptual_loss``, ``psnr``, ``lr`` and ``seconds``.
+    """
+    options = options or VQTrainingOptions()
+    if options.perceptual_weight > 0 and feature_loss is None:
+        raise ValueError("options.perceptual_weight > 0 needs a feature_loss (e.g. FindingFeatureLoss)")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps!r}")
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if log_every < 1:
+        raise ValueError(f"log_every must be >= 1, got {log_every!r}")
+
+    vq_model = tokenizer.vq_model
+    trained = [*vq_model.post_quant_conv.parameters(), *vq_model.decoder.parameters()]
+    frozen = [p for p in tokenizer.parameters() if all(p is not q for q in trained)]
+    for param in frozen:
+        param.requires_grad_(False)
+    optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=options.weight_decay)
+    stream = _batches(images)
+    sums = {"loss": 0.0, "rec_loss": 0.0, "perceptual": 0.0, "psnr": 0.0}
+    images_since_log = steps_since_log = 0
+    history: list[dict] = []
+    start = time.perf_counter()
+    tokenizer.train()
+    try:
+        for step in range(steps):
+            batch = _check_batch(next(stream), tokenizer)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * _lr_factor(step, steps, options)
+            with torch.no_grad():
+                codes = tokenizer.lookup_codes(tokenizer.nearest_codes(tokenizer.encode_latents(batch)))
+            reconstruction = tokenizer.decode_codes(codes)
+            error = reconstruction - batch
+            rec_loss = options.l1_weight * error.abs().mean() + options.l2_weight * error.pow(2).mean()
+            loss = rec_loss
+            perceptual = torch.zeros((), device=batch.device)
+            if options.perceptual_weight > 0:
+                perceptual = feature_loss(reconstruction, batch)
+                loss = loss + options.perceptual_weight * perceptual
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if options.grad_clip:
+                torch.nn.utils.clip_grad_norm_(trained, options.grad_clip)
+            optimizer.step()
+
+            sums["loss"] += loss.item()
+            sums["rec_loss"] += rec_loss.item()
+            sums["perceptual"] += perceptual.item()
+            with torch.no_grad():
+                sums["psnr"] += psnr_per_image(reconstruction.clamp(-1, 1), batch).sum().item()
+            images_since_log += batch.shape[0]
+            steps_since_log += 1
+            if (step + 1) % log_every == 0 or step + 1 == steps:
+                record = {
+                    "step": step + 1,
+                    "loss": sums["loss"] / steps_since_log,
+                    "rec_loss": sums["rec_loss"] / steps_since_log,
+                    "perceptual_loss": sums["perceptual"] / steps_since_log,
+                    "psnr": sums["psnr"] / images_since_log,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "seconds": time.perf_counter() - start,
+                }
+                history.append(record)
+                if callback is not None:
+                    callback(record)
+                sums = dict.fromkeys(sums, 0.0)
+                images_since_log = steps_since_log = 0
+    finally:
+        for param in frozen:
+            param.requires_grad_(True)
+        tokenizer.eval()
+    return history
+
+
 # ---------------------------------------------------------------------------------------------------- evaluation
 
 

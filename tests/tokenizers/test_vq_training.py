@@ -191,3 +191,43 @@ def test_perceptual_weight_needs_a_feature_loss_and_changes_training(batches):
     assert all(record["perceptual_loss"] > 0 for record in history)
     plain = train_vq(VQImageTokenizer.from_config(**TINY), batches, 4, 1e-3, log_every=2)
     assert all(record["perceptual_loss"] == 0 for record in plain)
+
+
+def test_decoder_finetune_keeps_every_code_and_improves_the_reconstruction(batches):
+    from medim.tokenizers.vq_training import FindingFeatureLoss, finetune_decoder
+
+    tokenizer = VQImageTokenizer.from_config(**TINY)
+    train_vq(tokenizer, batches, steps=10, lr=3e-3)
+    images = torch.cat(batches)
+    ids_before = tokenizer.encode(images)
+    encoder_before = {k: v.clone() for k, v in tokenizer.vq_model.encoder.state_dict().items()}
+    codebook_before = tokenizer.codebook.detach().clone()
+    before = evaluate_vq(tokenizer, batches)
+
+    history = finetune_decoder(
+        tokenizer,
+        batches,
+        steps=40,
+        lr=3e-3,
+        log_every=20,
+        options=VQTrainingOptions(perceptual_weight=0.5),
+        feature_loss=FindingFeatureLoss(_feature_network()),
+    )
+
+    assert torch.equal(tokenizer.encode(images), ids_before)
+    assert torch.equal(tokenizer.codebook.detach(), codebook_before)
+    assert all(torch.equal(v, encoder_before[k]) for k, v in tokenizer.vq_model.encoder.state_dict().items())
+    assert evaluate_vq(tokenizer, batches)["psnr"] > before["psnr"] + 0.3
+    assert [r["step"] for r in history] == [20, 40] and history[-1]["perceptual_loss"] > 0
+    # the frozen parts are trainable again afterwards, and the tokenizer is back in eval mode
+    assert all(p.requires_grad for p in tokenizer.parameters()) and not tokenizer.training
+
+
+def test_decoder_finetune_checks_its_arguments(batches):
+    from medim.tokenizers.vq_training import finetune_decoder
+
+    tokenizer = VQImageTokenizer.from_config(**TINY)
+    with pytest.raises(ValueError, match="feature_loss"):
+        finetune_decoder(tokenizer, batches, 2, 1e-3, options=VQTrainingOptions(perceptual_weight=1.0))
+    with pytest.raises(ValueError, match="steps"):
+        finetune_decoder(tokenizer, batches, 0, 1e-3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -51,6 +52,30 @@ def test_tokenizer_and_vq_stages_write_loadable_directories(prepared):
     assert vq.image_size == 16 and vq.codebook_size == 32
     assert (prepared / "image_tokenizer" / "val_metrics.json").is_file()
     assert (prepared / "logs" / "vq.jsonl").read_text().strip()
+
+
+def test_vq_stage_trains_only_the_decoder_of_an_existing_tokenizer(prepared, tmp_path):
+    from medim.tokenizers.image import VQImageTokenizer
+
+    out = tmp_path / "run"
+    out.mkdir()
+    shutil.copytree(prepared / "corpus", out / "corpus")
+    source = prepared / "image_tokenizer"
+    args = ["vq", "--config", "tiny", f"output_dir={out}", f"vq.path={source}", "vq.decoder_steps=3"]
+    assert main(args) == 0
+    before = VQImageTokenizer.from_pretrained(source)
+    after = VQImageTokenizer.from_pretrained(out / "image_tokenizer")
+    images = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert torch.equal(after.encode(images), before.encode(images))
+    decoder_changed = [
+        not torch.equal(a, b)
+        for a, b in zip(after.vq_model.decoder.parameters(), before.vq_model.decoder.parameters())
+    ]
+    assert any(decoder_changed)
+    metrics = json.loads((out / "image_tokenizer" / "val_metrics.json").read_text())
+    assert metrics["decoder_steps"] == 3 and "psnr_before_decoder_steps" in metrics
+    records = [json.loads(line) for line in (out / "image_tokenizer" / "decoder_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [3]
 
 
 def test_medim_stage_trains_logs_and_exports_a_pipeline(prepared, tmp_path):
@@ -212,6 +237,19 @@ def test_warm_start_continues_from_the_published_weights_and_records_the_chain(p
     chain = pipe.info["runs"]
     assert [run["steps"] for run in chain] == [6, 1]
     assert chain[1]["init_from"] == str(published) and "CPU" in chain[1]["device"]
+    # the warm run's batches and masks follow on from the source's six steps instead of replaying them
+    assert chain[0]["stream_offset"] == 0 and chain[1]["stream_offset"] == 6
+
+
+def test_stream_offset_follows_the_source_chain_unless_set():
+    from train.stages.medim import data_stream_offset
+
+    source_info = {"runs": [{"steps": 1073}, {"steps": 1805}]}
+    assert data_stream_offset(load_config("tiny"), {}) == 0
+    assert data_stream_offset(load_config("tiny"), source_info) == 2878
+    assert data_stream_offset(load_config("tiny", ["data.stream_offset=5"]), source_info) == 5
+    with pytest.raises(ValueError, match="stream_offset"):
+        data_stream_offset(load_config("tiny", ["data.stream_offset=-1"]), source_info)
 
 
 def test_warm_start_from_a_different_model_is_a_clear_error(prepared, tmp_path):

@@ -118,6 +118,19 @@ def source_checkpoint_info(source: Path) -> dict:
     return json.loads(info_path.read_text()) if info_path.is_file() else {}
 
 
+def data_stream_offset(config: TrainConfig, source_info: dict) -> int:
+    """The stream position of step 0: ``data.stream_offset``, else the steps of every run in the source's chain.
+
+    Batches and masks depend only on (seed, stream position), so a warm start that began at position 0 would
+    replay exactly the batches and masks its source trained on first.
+    """
+    if config.data.stream_offset is not None:
+        if config.data.stream_offset < 0:
+            raise ValueError(f"data.stream_offset must be >= 0, got {config.data.stream_offset}")
+        return config.data.stream_offset
+    return sum(int(run.get("steps", 0)) for run in source_info.get("runs", []))
+
+
 ADAPTATION_MODULES = ("timestep_embedder.", "adaln.")
 
 
@@ -299,6 +312,9 @@ def run(
     if trackers:
         accelerator.init_trackers("medim", config={"preset": config.preset, "lr": config.optim.lr})
 
+    stream_offset = data_stream_offset(config, source_info)
+    if stream_offset:
+        accelerator.print(f"batches and masks start at stream position {stream_offset} (after the source's chain)")
     sampler = BatchSampler(
         train_cache,
         config.data.domain_weights,
@@ -338,8 +354,9 @@ def run(
     while not finished:
         step = progress.step
         for micro in range(config.optim.grad_accum):
-            x0, prompts = sampler.batch(step * config.optim.grad_accum + micro, layout)
-            generator = _step_generator(config.seed, step, accelerator.process_index, micro)
+            position = step + stream_offset
+            x0, prompts = sampler.batch(position * config.optim.grad_accum + micro, layout)
+            generator = _step_generator(config.seed, position, accelerator.process_index, micro)
             loss, stats = stage_loss(
                 model, x0, prompts, layout, config, objective, generator, accelerator.device
             )
@@ -582,6 +599,8 @@ def training_chain(source_info: dict, config: TrainConfig, info: dict) -> list[d
             "command": info["command"],
             "objective": info.get("objective", "diffusion"),
             "init_from": config.model.init_from,
+            "seed": config.seed,
+            "stream_offset": data_stream_offset(config, source_info),
             "steps": info["steps"],
             "tokens_seen": info["tokens_seen"],
             "wall_minutes": info["wall_minutes"],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -61,40 +63,21 @@ def run(config: TrainConfig) -> Path:
     source = config.vq.path or _warm_start_part(config, "image_tokenizer")
     if source:
         tokenizer = VQImageTokenizer.from_pretrained(source)
+        if config.vq.decoder_steps:
+            return _finetune_decoder(config, tokenizer, Path(source), out)
         tokenizer.save_pretrained(out)
         return out
     ensure_corpus(config)
     torch.manual_seed(config.seed)
     architecture = {**config.vq.architecture, "image_size": config.data.image_size}
     tokenizer = VQImageTokenizer.from_config(VQConfig.from_dict(architecture))
-    generator = torch.Generator().manual_seed(config.seed)
-    train_images = DataLoader(
-        _Pixels(load_split(config, config.data.train_split), config.data.image_size),
-        batch_size=config.vq.batch_size,
-        shuffle=True,
-        drop_last=True,
-        generator=generator,
-        num_workers=config.data.num_workers,
-    )
     options = VQTrainingOptions(**{"seed": config.seed, **config.vq.options})
     feature_loss = _feature_loss(config) if options.perceptual_weight > 0 else None
-    log_path = config.out / "logs" / "vq.jsonl"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    with open(log_path, "w") as log:
-
-        def record(entry: dict) -> None:
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
-            print(
-                f"vq step {entry['step']}: loss {entry['loss']:.4f} psnr {entry['psnr']:.2f} dB "
-                f"usage {entry['codebook_usage']:.2f}",
-                flush=True,
-            )
-
+    with _json_log(config.out / "logs" / "vq.jsonl", "vq") as record:
         train_vq(
             tokenizer,
-            train_images,
+            _train_images(config),
             config.vq.steps,
             config.vq.lr,
             log_every=50,
@@ -102,12 +85,81 @@ def run(config: TrainConfig) -> Path:
             options=options,
             feature_loss=feature_loss,
         )
-    val_images = DataLoader(
-        _Pixels(load_split(config, config.data.val_split), config.data.image_size), batch_size=64
-    )
-    metrics = evaluate_vq(tokenizer.eval(), val_images)
+    metrics = evaluate_vq(tokenizer.eval(), _val_images(config))
     metrics["train_minutes"] = (time.time() - started) / 60
     tokenizer.save_pretrained(out)
     (out / "val_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"image tokenizer -> {out}; validation {metrics}")
     return out
+
+
+def _finetune_decoder(config: TrainConfig, tokenizer, source: Path, out: Path) -> Path:
+    """More decoder training for an existing tokenizer (vq.decoder_steps at vq.decoder_lr, vq.batch_size).
+
+    The codes stay those of ``source``, so a denoiser trained on them keeps working with the result; the source's
+    training log is carried over and the decoder's own log is written next to it (decoder_log.jsonl).
+    """
+    from medim.tokenizers.vq_training import VQTrainingOptions, evaluate_vq, finetune_decoder
+
+    ensure_corpus(config)
+    torch.manual_seed(config.seed)
+    options = VQTrainingOptions(**{"seed": config.seed, **config.vq.options})
+    feature_loss = _feature_loss(config) if options.perceptual_weight > 0 else None
+    before = evaluate_vq(tokenizer.eval(), _val_images(config))
+    started = time.time()
+    log_path = config.out / "logs" / "vq_decoder.jsonl"
+    with _json_log(log_path, "decoder") as record:
+        finetune_decoder(
+            tokenizer,
+            _train_images(config),
+            config.vq.decoder_steps,
+            config.vq.decoder_lr,
+            log_every=50,
+            callback=record,
+            options=options,
+            feature_loss=feature_loss,
+        )
+    metrics = evaluate_vq(tokenizer.eval(), _val_images(config))
+    metrics["decoder_steps"] = config.vq.decoder_steps
+    metrics["decoder_minutes"] = (time.time() - started) / 60
+    metrics["psnr_before_decoder_steps"] = before["psnr"]
+    tokenizer.save_pretrained(out)
+    if (source / "train_log.jsonl").is_file():
+        shutil.copyfile(source / "train_log.jsonl", out / "train_log.jsonl")
+    shutil.copyfile(log_path, out / "decoder_log.jsonl")
+    (out / "val_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"image tokenizer (decoder trained {config.vq.decoder_steps} more steps) -> {out}; validation {metrics}")
+    return out
+
+
+def _train_images(config: TrainConfig) -> DataLoader:
+    return DataLoader(
+        _Pixels(load_split(config, config.data.train_split), config.data.image_size),
+        batch_size=config.vq.batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(config.seed),
+        num_workers=config.data.num_workers,
+    )
+
+
+def _val_images(config: TrainConfig) -> DataLoader:
+    return DataLoader(_Pixels(load_split(config, config.data.val_split), config.data.image_size), batch_size=64)
+
+
+@contextlib.contextmanager
+def _json_log(path: Path, name: str):
+    """A callback that appends each training record to ``path`` (JSON lines) and prints a progress line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as log:
+
+        def record(entry: dict) -> None:
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+            usage = f" usage {entry['codebook_usage']:.2f}" if "codebook_usage" in entry else ""
+            print(
+                f"{name} step {entry['step']}: loss {entry['loss']:.4f} psnr {entry['psnr']:.2f} dB{usage}",
+                flush=True,
+            )
+
+        yield record
