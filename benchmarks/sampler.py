@@ -4,7 +4,7 @@ confidence noise do to the findings a trained model writes and draws).
     python -m benchmarks.sampler --checkpoint assets/default --corpus runs/corpus --pairs 100
 
 Each setting overrides the checkpoint's sampler_config.json; the scores are the recipe search's generation
-proxies on the first `pairs` **validation** pairs, seed 0: image→report CE macro-F1 and report→image judge
+proxies on `pairs` **validation** pairs from `--first` (default 0), seed 0: image→report CE macro-F1 and report→image judge
 macro-F1 per domain, with each one's chance level. Results: benchmarks/results/sampler.md (+ sampler.json).
 """
 
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default=str(REPO / "assets" / "default"))
     parser.add_argument("--corpus", required=True, help="synthetic corpus root with a val/ split")
     parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument(
+        "--first", type=int, default=0, help="index of the first validation pair (a second draw: --first 400)"
+    )
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"subset of {','.join(SETTINGS)}")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
@@ -81,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         machine["denoiser device"] = f"{args.device} ({name})"
     pipe = MeDiMPipeline.from_pretrained(args.checkpoint, device=args.device)
     dataset = load_eval_dataset(args.corpus, "val")
-    records = [dataset[i] for i in range(min(args.pairs, len(dataset)))]
+    if not 0 <= args.first < len(dataset):
+        parser.error(f"--first {args.first} is outside the {len(dataset)} validation pairs")
+    records = [dataset[i] for i in range(args.first, min(args.first + args.pairs, len(dataset)))]
     judge = load_judge(Path(args.judge))
     results = {}
     for name in names:
@@ -102,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         cells = [f"{s[f'{m}/{d}']:.3f} ({s[f'{m}_chance/{d}']:.3f})" for m in metrics for d in DOMAINS]
         rows.append([name, entry["note"], *cells])
     sections = [
-        f"Checkpoint `{Path(args.checkpoint).name}` (sha256 {pipe.checkpoint_hash[:12]}), first {len(records)} "
-        "validation pairs, seed 0, batch 50; each setting overrides the checkpoint's sampler_config.json.",
+        f"Checkpoint `{Path(args.checkpoint).name}` (sha256 {pipe.checkpoint_hash[:12]}), validation pairs "
+        f"{args.first}–{args.first + len(records) - 1} ({len(records)}), seed 0, batch 50; each setting overrides "
+        "the checkpoint's sampler_config.json.",
         markdown_table(header, rows),
     ]
     write_result("sampler", "Sampler settings on the validation split", sections, machine, args.out)
