@@ -77,6 +77,13 @@ def theme() -> gr.themes.Base:
     )
 
 
+def _task_steps_handler(handlers: DemoHandlers, task: str):
+    def task_steps(key):
+        return handlers.task_steps(task, key)
+
+    return task_steps
+
+
 def _wire(handler, names: tuple[str, ...] | list[str], components: dict[str, Any]):
     """Adapt a handler returning/yielding {name: value} dicts to Gradio's positional outputs (missing → skip)."""
 
@@ -135,7 +142,7 @@ def build_demo(handlers: DemoHandlers | None = None) -> gr.Blocks:
                     # ---------------- inputs
                     with gr.Column(scale=4, min_width=340):
                         with gr.Tabs(elem_id="medim-tasks"):
-                            with gr.Tab("Report → Image", id="r2i"):
+                            with gr.Tab("Report → Image", id="r2i") as c["tab_r2i"]:
                                 c["report_example"] = gr.Dropdown(
                                     handlers.report_examples,
                                     value=None,
@@ -153,7 +160,7 @@ def build_demo(handlers: DemoHandlers | None = None) -> gr.Blocks:
                                 c["btn_r2i"] = gr.Button(
                                     "Generate image", variant="primary", elem_id="medim-btn-r2i"
                                 )
-                            with gr.Tab("Scan → Report", id="i2r"):
+                            with gr.Tab("Scan → Report", id="i2r") as c["tab_i2r"]:
                                 c["scan_file"] = gr.File(
                                     label="Upload a scan (PNG, JPEG or DICOM — read by content, max 20 MB)",
                                     file_count="single",
@@ -178,7 +185,7 @@ def build_demo(handlers: DemoHandlers | None = None) -> gr.Blocks:
                                 c["btn_i2r"] = gr.Button(
                                     "Write report", variant="primary", elem_id="medim-btn-i2r"
                                 )
-                            with gr.Tab("Pair", id="pair"):
+                            with gr.Tab("Pair", id="pair") as c["tab_pair"]:
                                 gr.Markdown(
                                     "Generate an image and its report together — from nothing, or from a "
                                     "first sentence built here (edit it freely)."
@@ -428,6 +435,9 @@ def build_demo(handlers: DemoHandlers | None = None) -> gr.Blocks:
         )
 
         light = dict(queue=False, show_progress="hidden", api_visibility="private")
+        # each task tab starts the steps slider at that task's default (sampler_config.json's task_steps)
+        for tab, task in (("tab_r2i", "report2image"), ("tab_i2r", "image2report"), ("tab_pair", "pair")):
+            on(c[tab].select, _task_steps_handler(handlers, task), [c["checkpoint"]], ("steps",), **light)
         on(
             c["replay"].input,
             handlers.replay,

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# tasks a sampler_config.json may give their own step count (medim.sampling.TASKS less inpainting)
+SAMPLED_TASKS = ("report2image", "image2report", "pair")
+
 TIMESTEP_CONDITIONING = ("adaln", "additive", "off")
 ADALN_GATES = ("one_plus", "dit")
 TIMESTEP_INPUTS = ("scaled_t", "loglinear_sigma")
@@ -183,10 +186,18 @@ class SamplerConfig(_JsonConfig):
     # a <pad> is committed every masked report position after it becomes <pad> in the same step. Every view of a
     # sample (stream, commit view, text box, bundle, CLI) then shows the same text.
     pad_suffix: bool = True
+    # Steps for one task instead of `steps` ({"image2report": 24}): the directions differ in how much each step
+    # buys. A call's explicit `steps` still wins.
+    task_steps: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 1 <= self.steps <= 1024:
             raise ValueError(f"steps must be in [1, 1024], got {self.steps}")
+        for task, steps in self.task_steps.items():
+            if task not in SAMPLED_TASKS:
+                raise ValueError(f"task_steps has an unknown task {task!r}; tasks: {SAMPLED_TASKS}")
+            if not isinstance(steps, int) or not 1 <= steps <= 1024:
+                raise ValueError(f"task_steps[{task!r}] must be an integer in [1, 1024], got {steps!r}")
         _check_choice("schedule", self.schedule, UNMASK_SCHEDULES)
         _check_choice("guidance_schedule", self.guidance_schedule, GUIDANCE_SCHEDULES)
         if self.temperature < 0:
@@ -199,3 +210,8 @@ class SamplerConfig(_JsonConfig):
             raise ValueError(f"top_p must be in (0, 1] or None, got {self.top_p}")
         if self.guidance_scale < 0:
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
+
+    def for_task(self, task: str) -> SamplerConfig:
+        """These settings with the task's own step count (``task_steps``), if it has one."""
+        steps = self.task_steps.get(task)
+        return self if steps is None or steps == self.steps else dataclasses.replace(self, steps=steps)

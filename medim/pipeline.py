@@ -338,12 +338,16 @@ class MeDiMPipeline:
             return self.model(x_t, t).float()
 
     def sampler_settings(
-        self, sampler_config: SamplerConfig | None = None, overrides: dict[str, Any] | None = None
+        self,
+        sampler_config: SamplerConfig | None = None,
+        overrides: dict[str, Any] | None = None,
+        task: str | None = None,
     ) -> SamplerConfig:
-        """The sampler configuration a call uses: `sampler_config` (default the pipeline's) with the non-None
-        `overrides` (SamplerConfig fields) applied."""
+        """The sampler configuration a call uses: `sampler_config` as given, else the pipeline's own with the
+        task's step count when `task` is given (`SamplerConfig.task_steps`); then the non-None `overrides`
+        (SamplerConfig fields) applied."""
         overrides = overrides or {}
-        base = sampler_config or self.sampler_config
+        base = sampler_config or (self.sampler_config.for_task(task) if task else self.sampler_config)
         overrides = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(base, **overrides) if overrides else base
 
@@ -487,7 +491,7 @@ class MeDiMPipeline:
         **overrides,
     ) -> GenerationResult:
         """One task to the end. `sampler` / `denoiser`: as in `stream` (medim.speedups passes its modes here)."""
-        config = self.sampler_settings(sampler_config, overrides)
+        config = self.sampler_settings(sampler_config, overrides, task=task)
         seed = 0 if seed is None else int(seed)
         x_init, generate, warnings = self.prepare(
             task, report=report, image=image, prompt=prompt, num_samples=num_samples

@@ -161,7 +161,7 @@ def fast_run(pipe, task: str, settings: SpeedSettings | None = None, *, sampler_
     """`MeDiMPipeline.run` with the chosen speed modes -> GenerationResult (its settings record the modes)."""
     settings = settings or SpeedSettings()
     config = pipe.sampler_settings(
-        sampler_config, {k: kwargs.pop(k) for k in list(kwargs) if k in _SAMPLER_FIELDS}
+        sampler_config, {k: kwargs.pop(k) for k in list(kwargs) if k in _SAMPLER_FIELDS}, task=task
     )
     sampler, denoiser = settings.parts(pipe, config)
     result = pipe.run(task, sampler_config=config, sampler=sampler, denoiser=denoiser, **kwargs)

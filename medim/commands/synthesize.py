@@ -19,7 +19,6 @@ Output (the shared generated-pairs format): ``DIR/images/<id>.png`` and ``DIR/pa
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -130,9 +129,7 @@ def run(args) -> int:
 
     pipe = MeDiMPipeline.from_pretrained(args.checkpoint, device=args.device or str(state.device))
     overrides = {"steps": args.steps, "temperature": args.temperature, "guidance_scale": args.guidance_scale}
-    sampler = dataclasses.replace(
-        pipe.sampler_config, **{k: v for k, v in overrides.items() if v is not None}
-    )
+    sampler = pipe.sampler_settings(None, overrides, task="pair")
     out = Path(args.out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "parts").mkdir(exist_ok=True)

@@ -328,3 +328,16 @@ def test_the_page_the_text_box_the_bundle_and_the_cli_show_the_same_report(handl
         return " ".join(text.replace("\ufffd", "·").split())
 
     assert box and page == words(box) == words(bundle) == words(from_cli)
+
+
+def test_task_tabs_start_the_steps_slider_at_each_task_s_own_count(handlers, pipe, tmp_path):
+    saved = pipe.save_pretrained(tmp_path / "ckpt")
+    config = json.loads((saved / "sampler_config.json").read_text())
+    config.update(steps=6, task_steps={"image2report": 9})
+    (saved / "sampler_config.json").write_text(json.dumps(config))
+    key = handlers.load_checkpoint(None, str(saved), None)["checkpoint"]
+    assert handlers.task_steps("image2report", key) == {"steps": 9}
+    assert handlers.task_steps("report2image", key) == {"steps": 6}
+    assert handlers.task_steps("pair", key) == {"steps": 6}
+    # a checkpoint that cannot be loaded leaves the slider alone (its error is shown elsewhere)
+    assert handlers.task_steps("image2report", str(tmp_path / "nowhere")) == {}

@@ -165,3 +165,28 @@ def test_checkpoint_resolution_never_falls_back_silently(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(ValueError, match="could not be fetched from the Hugging Face hub"):
         resolve_checkpoint("someone/medim-model")
+
+
+def test_a_task_may_have_its_own_step_count_and_an_explicit_one_wins(tmp_path):
+    import dataclasses
+
+    from medim.config import SamplerConfig
+
+    own = build_random_pipeline(
+        hidden=32, layers=1, image_size=16, grid=4, codebook=16, text_tokens=12, text_vocab=280
+    )
+    own.sampler_config = dataclasses.replace(own.sampler_config, steps=3, task_steps={"image2report": 5})
+    scan = Image.new("L", (16, 16), 128)
+    streamed = own.generate_report(scan)
+    assert streamed.settings["steps"] == 5
+    assert own.generate_image("FINDINGS: Normal heart.").settings["steps"] == 3
+    assert own.generate_report(scan, steps=2).settings["steps"] == 2  # the call's own steps
+    given = SamplerConfig(steps=4, task_steps={"image2report": 9})
+    assert own.generate_report(scan, sampler_config=given).settings["steps"] == 4  # a given config is used as is
+    # the setting survives save / load, and a bad one is refused
+    loaded = MeDiMPipeline.from_pretrained(own.save_pretrained(tmp_path / "ckpt"), device="cpu")
+    assert loaded.sampler_config.task_steps == {"image2report": 5}
+    with pytest.raises(ValueError, match="unknown task"):
+        SamplerConfig(task_steps={"inpaint": 4})
+    with pytest.raises(ValueError, match="integer in"):
+        SamplerConfig(task_steps={"pair": 0})
