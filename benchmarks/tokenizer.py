@@ -216,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--val-images", type=int, default=600)
     parser.add_argument("--kmeans-codes", type=int, default=1024, help="0 skips the k-means reference row")
+    parser.add_argument(
+        "--kmeans-patch", type=int, default=8, help="patch side of the k-means row (4: a 16x16 grid at 64 px)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--judge", default=str(REPO / "assets" / "judge"))
     parser.add_argument("--out", default=str(RESULTS / "tokenizer.md"))
@@ -237,9 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[tokenizer] {name}", flush=True)
         rows[name] = evaluate_row(VQRow(path), judge, train, val)
     if args.kmeans_codes:
-        print("[tokenizer] k-means 8x8 patches", flush=True)
-        rows[f"k-means 8x8 patches ({args.kmeans_codes} codes)"] = evaluate_row(
-            PatchKMeansRow(args.kmeans_codes), judge, train, val
+        print(f"[tokenizer] k-means {args.kmeans_patch}x{args.kmeans_patch} patches", flush=True)
+        patch = args.kmeans_patch
+        rows[f"k-means {patch}x{patch} patches ({args.kmeans_codes} codes)"] = evaluate_row(
+            PatchKMeansRow(args.kmeans_codes, patch=patch), judge, train, val
         )
     pixels = pixel_probe(judge, train, val)
 
