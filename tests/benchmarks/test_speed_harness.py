@@ -95,7 +95,8 @@ def test_the_machine_cpu_counter_sees_work_done_here():
     end = time.process_time() + 0.3
     while time.process_time() < end:  # burn 0.3 s of CPU in this process
         pass
-    assert own_cpu_seconds() - own >= 0.29
+    # both counters tick in hundredths of a second, so two readings of 0.3 s can differ by 0.29 or less
+    assert own_cpu_seconds() - own >= 0.27
     if machine is not None:  # Linux: the machine counter includes this process
         assert machine_cpu_seconds() - machine >= 0.25
 
