@@ -314,6 +314,35 @@ def _lr_factor(step: int, steps: int, options: VQTrainingOptions) -> float:
     )
 
 
+def _checked_training_arguments(
+    options, feature_loss, steps: int, lr: float, log_every: int
+) -> VQTrainingOptions:
+    """``options`` (default ``VQTrainingOptions()``) after the argument checks ``train_vq`` and
+    ``finetune_decoder`` share."""
+    options = options or VQTrainingOptions()
+    if options.perceptual_weight > 0 and feature_loss is None:
+        raise ValueError("options.perceptual_weight > 0 needs a feature_loss (e.g. FindingFeatureLoss)")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps!r}")
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if log_every < 1:
+        raise ValueError(f"log_every must be >= 1, got {log_every!r}")
+    return options
+
+
+def _reconstruction_losses(
+    reconstruction: torch.Tensor, batch: torch.Tensor, options: VQTrainingOptions, feature_loss
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weighted L1 + L2 pixel loss, finding-feature distance or 0 when its weight is 0), unweighted by
+    ``perceptual_weight``."""
+    error = reconstruction - batch
+    rec_loss = options.l1_weight * error.abs().mean() + options.l2_weight * error.pow(2).mean()
+    if options.perceptual_weight > 0:
+        return rec_loss, feature_loss(reconstruction, batch)
+    return rec_loss, torch.zeros((), device=batch.device)
+
+
 def train_vq(
     tokenizer: VQImageTokenizer,
     images: Iterable[torch.Tensor],
@@ -344,15 +373,7 @@ def train_vq(
         ``psnr`` (training batches since the last record), ``codebook_usage`` and ``perplexity`` (codes chosen
         since the last record), ``restarted`` (codes re-seeded since the last record), ``lr`` and ``seconds``.
     """
-    options = options or VQTrainingOptions()
-    if options.perceptual_weight > 0 and feature_loss is None:
-        raise ValueError("options.perceptual_weight > 0 needs a feature_loss (e.g. FindingFeatureLoss)")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps!r}")
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    if log_every < 1:
-        raise ValueError(f"log_every must be >= 1, got {log_every!r}")
+    options = _checked_training_arguments(options, feature_loss, steps, lr, log_every)
 
     device = tokenizer.device
     generator = torch.Generator(device=device).manual_seed(options.seed)
@@ -401,13 +422,13 @@ def train_vq(
         # Straight-through estimator: the decoder sees the codes, the encoder receives the decoder's gradient.
         quantized = latents + (codes - latents).detach()
         reconstruction = tokenizer.decode_codes(quantized)
-        error = reconstruction - batch
-        rec_loss = options.l1_weight * error.abs().mean() + options.l2_weight * error.pow(2).mean()
-        loss = rec_loss + options.codebook_weight * codebook_loss + options.commitment_beta * commit_loss
-        perceptual = torch.zeros((), device=device)
-        if options.perceptual_weight > 0:
-            perceptual = feature_loss(reconstruction, batch)
-            loss = loss + options.perceptual_weight * perceptual
+        rec_loss, perceptual = _reconstruction_losses(reconstruction, batch, options, feature_loss)
+        loss = (
+            rec_loss
+            + options.codebook_weight * codebook_loss
+            + options.commitment_beta * commit_loss
+            + options.perceptual_weight * perceptual
+        )
 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -492,19 +513,12 @@ def finetune_decoder(
     Args and returns as ``train_vq``; history records carry ``step``, ``loss``, ``rec_loss``,
     ``perceptual_loss``, ``psnr``, ``lr`` and ``seconds``.
     """
-    options = options or VQTrainingOptions()
-    if options.perceptual_weight > 0 and feature_loss is None:
-        raise ValueError("options.perceptual_weight > 0 needs a feature_loss (e.g. FindingFeatureLoss)")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps!r}")
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    if log_every < 1:
-        raise ValueError(f"log_every must be >= 1, got {log_every!r}")
+    options = _checked_training_arguments(options, feature_loss, steps, lr, log_every)
 
     vq_model = tokenizer.vq_model
     trained = [*vq_model.post_quant_conv.parameters(), *vq_model.decoder.parameters()]
-    frozen = [p for p in tokenizer.parameters() if all(p is not q for q in trained)]
+    trained_ids = {id(p) for p in trained}
+    frozen = [p for p in tokenizer.parameters() if id(p) not in trained_ids]
     for param in frozen:
         param.requires_grad_(False)
     optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=options.weight_decay)
@@ -522,13 +536,8 @@ def finetune_decoder(
             with torch.no_grad():
                 codes = tokenizer.lookup_codes(tokenizer.nearest_codes(tokenizer.encode_latents(batch)))
             reconstruction = tokenizer.decode_codes(codes)
-            error = reconstruction - batch
-            rec_loss = options.l1_weight * error.abs().mean() + options.l2_weight * error.pow(2).mean()
-            loss = rec_loss
-            perceptual = torch.zeros((), device=batch.device)
-            if options.perceptual_weight > 0:
-                perceptual = feature_loss(reconstruction, batch)
-                loss = loss + options.perceptual_weight * perceptual
+            rec_loss, perceptual = _reconstruction_losses(reconstruction, batch, options, feature_loss)
+            loss = rec_loss + options.perceptual_weight * perceptual
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if options.grad_clip:

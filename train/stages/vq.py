@@ -57,7 +57,7 @@ def _feature_loss(config: TrainConfig):
 
 def run(config: TrainConfig) -> Path:
     from medim.tokenizers.image import VQConfig, VQImageTokenizer
-    from medim.tokenizers.vq_training import VQTrainingOptions, evaluate_vq, train_vq
+    from medim.tokenizers.vq_training import evaluate_vq, train_vq
 
     out = config.out / "image_tokenizer"
     source = config.vq.path or _warm_start_part(config, "image_tokenizer")
@@ -71,8 +71,7 @@ def run(config: TrainConfig) -> Path:
     torch.manual_seed(config.seed)
     architecture = {**config.vq.architecture, "image_size": config.data.image_size}
     tokenizer = VQImageTokenizer.from_config(VQConfig.from_dict(architecture))
-    options = VQTrainingOptions(**{"seed": config.seed, **config.vq.options})
-    feature_loss = _feature_loss(config) if options.perceptual_weight > 0 else None
+    options, feature_loss = _training_options(config)
     started = time.time()
     with _json_log(config.out / "logs" / "vq.jsonl", "vq") as record:
         train_vq(
@@ -99,12 +98,11 @@ def _finetune_decoder(config: TrainConfig, tokenizer, source: Path, out: Path) -
     The codes stay those of ``source``, so a denoiser trained on them keeps working with the result; the source's
     training log is carried over and the decoder's own log is written next to it (decoder_log.jsonl).
     """
-    from medim.tokenizers.vq_training import VQTrainingOptions, evaluate_vq, finetune_decoder
+    from medim.tokenizers.vq_training import evaluate_vq, finetune_decoder
 
     ensure_corpus(config)
     torch.manual_seed(config.seed)
-    options = VQTrainingOptions(**{"seed": config.seed, **config.vq.options})
-    feature_loss = _feature_loss(config) if options.perceptual_weight > 0 else None
+    options, feature_loss = _training_options(config)
     before = evaluate_vq(tokenizer.eval(), _val_images(config))
     started = time.time()
     log_path = config.out / "logs" / "vq_decoder.jsonl"
@@ -130,6 +128,14 @@ def _finetune_decoder(config: TrainConfig, tokenizer, source: Path, out: Path) -
     (out / "val_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"image tokenizer (decoder trained {config.vq.decoder_steps} more steps) -> {out}; validation {metrics}")
     return out
+
+
+def _training_options(config: TrainConfig):
+    """(VQTrainingOptions from vq.options, the finding-feature loss when its weight is positive, else None)."""
+    from medim.tokenizers.vq_training import VQTrainingOptions
+
+    options = VQTrainingOptions(**{"seed": config.seed, **config.vq.options})
+    return options, (_feature_loss(config) if options.perceptual_weight > 0 else None)
 
 
 def _train_images(config: TrainConfig) -> DataLoader:
