@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from medim.config import SAMPLED_TASKS
 from medim.data.datasets import PairRecord
 
 __all__ = [
@@ -45,7 +46,7 @@ __all__ = [
     "write_outputs",
 ]
 
-TASKS = ("report2image", "image2report", "pair")
+TASKS = SAMPLED_TASKS  # the three generation tasks
 MAX_SAMPLER_BATCH = 64  # MeDiMPipeline's num_samples limit
 
 

@@ -52,6 +52,8 @@ class DataConfig:
                 f"bad data sizes: image_size={self.image_size}, max_text_tokens={self.max_text_tokens}, "
                 f"synthetic_n={self.synthetic_n}"
             )
+        if self.stream_offset is not None and self.stream_offset < 0:
+            raise ValueError(f"data.stream_offset must be >= 0, got {self.stream_offset}")
         if self.source == "synthetic":
             from medim.data.synthetic import split_sizes
 

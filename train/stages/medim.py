@@ -125,8 +125,6 @@ def data_stream_offset(config: TrainConfig, source_info: dict) -> int:
     replay exactly the batches and masks its source trained on first.
     """
     if config.data.stream_offset is not None:
-        if config.data.stream_offset < 0:
-            raise ValueError(f"data.stream_offset must be >= 0, got {config.data.stream_offset}")
         return config.data.stream_offset
     return sum(int(run.get("steps", 0)) for run in source_info.get("runs", []))
 
