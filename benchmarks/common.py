@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -335,7 +336,7 @@ def command_line() -> str:
         name = "python -m " + ".".join(script.with_suffix("").resolve().relative_to(REPO).parts)
     except ValueError:  # not a file of this repo (e.g. a test runner calling main())
         name = script.name
-    return f"{name} " + " ".join(sys.argv[1:])
+    return f"{name} " + shlex.join(sys.argv[1:])  # quoted, so it can be pasted back into a shell
 
 
 def write_result(

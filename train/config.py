@@ -116,6 +116,10 @@ class ModelStageConfig:
     # text and image tokenizers are used too (the ids must mean the same), and its training chain is carried
     # into the exported checkpoint_info.json, so a checkpoint can accumulate compute across sessions.
     init_from: str | None = None
+    # With init_from and an image tokenizer of this run's own (e.g. a finer grid from the vq stage): load every
+    # weight except the image-code rows of the embedding and output tables, which start fresh, since the source's
+    # code ids mean nothing under the new tokenizer. The grid and codebook size may then differ from the source's.
+    new_image_codes: bool = False
 
 
 @dataclass

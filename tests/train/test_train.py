@@ -74,7 +74,9 @@ def test_vq_stage_trains_only_the_decoder_of_an_existing_tokenizer(prepared, tmp
     assert any(decoder_changed)
     metrics = json.loads((out / "image_tokenizer" / "val_metrics.json").read_text())
     assert metrics["decoder_steps"] == 3 and "psnr_before_decoder_steps" in metrics
-    records = [json.loads(line) for line in (out / "image_tokenizer" / "decoder_log.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (out / "image_tokenizer" / "decoder_log.jsonl").read_text().splitlines()
+    ]
     assert [r["step"] for r in records] == [3]
 
 
@@ -239,6 +241,49 @@ def test_warm_start_continues_from_the_published_weights_and_records_the_chain(p
     assert chain[1]["init_from"] == str(published) and "CPU" in chain[1]["device"]
     # the warm run's batches and masks follow on from the source's six steps instead of replaying them
     assert chain[0]["stream_offset"] == 0 and chain[1]["stream_offset"] == 6
+
+
+def test_warm_start_with_new_image_codes_keeps_all_but_the_image_rows(prepared, tmp_path):
+    """A finer image grid (its own vq stage) warm-started from a checkpoint on the old grid: the body, AdaLN,
+    text and special rows are the source's; the image-code rows are fresh; the chain continues."""
+    from medim.pipeline import MeDiMPipeline
+    from medim.vocab import VocabLayout
+
+    source = _copy_prepared(prepared, tmp_path / "source")
+    assert main(["medim", "--config", "tiny", f"output_dir={source}", "optim.max_steps=1"]) == 0
+    published = source / "medim"
+    finer = tmp_path / "finer"
+    shutil.copytree(prepared / "corpus", finer / "corpus")
+    shutil.copytree(prepared / "text_tokenizer", finer / "text_tokenizer")
+    grid = ["vq.architecture.block_out_channels=[8, 8]", "vq.architecture.num_vq_embeddings=24"]
+    warm = [f"output_dir={finer}", f"model.init_from={published}", "model.new_image_codes=true"]
+    assert main(["vq", "--config", "tiny", *warm, *grid]) == 0
+    # without the switch the grid mismatch is refused, and the error says which switch allows it
+    with pytest.raises(ValueError, match="new_image_codes"):
+        main(["medim", "--config", "tiny", f"output_dir={finer}", f"model.init_from={published}"])
+    train_args = ["optim.max_steps=1", "optim.lr=1e-12", "optim.ema_decay=0.0"]
+    assert main(["medim", "--config", "tiny", *warm, *train_args]) == 0
+    pipe = MeDiMPipeline.from_pretrained(finer / "medim", device="cpu")
+    source_pipe = MeDiMPipeline.from_pretrained(published, device="cpu")
+    assert pipe.config.image_grid == (8, 8) and source_pipe.config.image_grid == (4, 4)
+    assert pipe.config.codebook_size == 24
+    before, after = (
+        load_file(published / "model.safetensors"),
+        load_file(finer / "medim" / "model.safetensors"),
+    )
+    old, new = VocabLayout.from_config(source_pipe.config), VocabLayout.from_config(pipe.config)
+    for key in before:
+        if key.endswith(("embed_tokens.weight", "lm_head.weight")):
+            text = old.text_vocab_size
+            torch.testing.assert_close(after[key][:text], before[key][:text], rtol=0, atol=1e-6)
+            for role in ("boi_id", "eoi_id", "pad_id", "mask_id"):
+                torch.testing.assert_close(
+                    after[key][getattr(new, role)], before[key][getattr(old, role)], rtol=0, atol=1e-6
+                )
+            assert after[key].shape[0] == text + 24 + 4
+        else:
+            torch.testing.assert_close(after[key], before[key], rtol=0, atol=1e-6, msg=key)
+    assert [run["steps"] for run in pipe.info["runs"]] == [1, 1]
 
 
 def test_stream_offset_follows_the_source_chain_unless_set():

@@ -132,14 +132,19 @@ def data_stream_offset(config: TrainConfig, source_info: dict) -> int:
 ADAPTATION_MODULES = ("timestep_embedder.", "adaln.")
 
 
-def warm_start(model: MeDiMModel, source: Path) -> None:
+def warm_start(model: MeDiMModel, source: Path, *, new_image_codes: bool = False) -> None:
     """Load the denoiser weights of the pipeline directory ``source`` into ``model`` (same architecture and
     vocabulary layout, else a ValueError naming what differs).
 
     A causal source without timestep conditioning (the `pretrain` stage's export) may initialise a bidirectional,
     timestep-conditioned model: that is MeDiM's adaptation of a pretrained LM. The backbone is loaded exactly;
     the timestep embedder and AdaLN modulations keep their zero-initialised state, so with the `(1 + gate)`
-    form the adapted model starts as the pretrained blocks."""
+    form the adapted model starts as the pretrained blocks.
+
+    ``new_image_codes``: the run has an image tokenizer of its own (another grid or codebook, or retrained codes),
+    so the source's image-code rows of the embedding and output tables mean nothing here. Every other weight is
+    loaded (body, AdaLN, timestep embedder, text and special rows, the specials matched by role); the image rows
+    are drawn fresh at the scale the source's image rows had."""
     from medim.pipeline import load_denoiser_weights
 
     source_config = MeDiMConfig.load(source / "medim_config.json")
@@ -164,17 +169,61 @@ def warm_start(model: MeDiMModel, source: Path) -> None:
         )
         if getattr(source_config, name) != getattr(model.config, name)
         and not (adapting and name in ("causal_attention", "timestep_conditioning", "adaln_gate"))
+        and not (new_image_codes and name in ("codebook_size", "image_grid"))
     ]
     if mismatched:
         details = "; ".join(
             f"{name}: {getattr(source_config, name)!r} there, {getattr(model.config, name)!r} here"
             for name in mismatched
         )
-        raise ValueError(f"cannot warm-start from {source}: the model differs ({details})")
+        hint = (
+            "; with a new image tokenizer in this run, set model.new_image_codes=true"
+            if {"codebook_size", "image_grid"} & set(mismatched) and not new_image_codes
+            else ""
+        )
+        raise ValueError(f"cannot warm-start from {source}: the model differs ({details}){hint}")
+    if new_image_codes:
+        _load_with_new_image_codes(
+            model, source / "model.safetensors", MeDiMConfig.load(source / "medim_config.json")
+        )
+        return
     # adapting: the backbone exactly, the zero-initialised timestep and AdaLN modules stay as they are
     load_denoiser_weights(
         model, source / "model.safetensors", may_be_missing=ADAPTATION_MODULES if adapting else ()
     )
+
+
+VOCAB_TABLES = ("backbone.model.embed_tokens.weight", "backbone.lm_head.weight")
+
+
+def _load_with_new_image_codes(model: MeDiMModel, weights: Path, source_config: MeDiMConfig) -> None:
+    """``warm_start`` for a model whose image codes differ from the source's: see its docstring."""
+    from safetensors.torch import load_file
+
+    from medim.vocab import VocabLayout
+
+    state = load_file(str(weights))
+    source, target = VocabLayout.from_config(source_config), model.layout
+    own = model.state_dict()
+    generator = torch.Generator().manual_seed(0)
+    for name in VOCAB_TABLES:
+        if name not in state:
+            continue
+        old, new = state[name], own[name].clone()
+        text = source.text_vocab_size
+        new[:text] = old[:text]
+        for role in ("boi_id", "eoi_id", "pad_id", "mask_id"):
+            new[getattr(target, role)] = old[getattr(source, role)]
+        image_rows = old[source.image_offset : source.image_offset + source.codebook_size]
+        fresh = torch.randn(target.codebook_size, old.shape[1], generator=generator, dtype=old.dtype)
+        new[target.image_offset : target.image_offset + target.codebook_size] = (
+            fresh * image_rows.std() + image_rows.mean()
+        )
+        state[name] = new
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"{weights} does not match this model outside its image codes: {error}") from error
 
 
 def _step_generator(seed: int, step: int, rank: int, micro: int) -> torch.Generator:
@@ -238,6 +287,12 @@ def run(
         parts[needed] = out / needed
         if not parts[needed].is_dir() and causal_lm:
             parts[needed] = out.parent / needed  # the pretraining run lives inside the main output_dir
+        own_codes = needed == "image_tokenizer" and config.model.new_image_codes
+        if own_codes and not parts[needed].is_dir():
+            raise ValueError(
+                f"model.new_image_codes=true needs this run's own image tokenizer at {parts[needed]}: run the vq "
+                "stage first (with vq.architecture for the new grid)"
+            )
         if not parts[needed].is_dir() and config.model.init_from:
             parts[needed] = (
                 Path(config.model.init_from) / needed
@@ -258,7 +313,7 @@ def run(
         # a resumed run gets its weights from the checkpoint, but its chain still starts at the source
         source_info = source_checkpoint_info(Path(config.model.init_from))
         if not resume:
-            warm_start(model, Path(config.model.init_from))
+            warm_start(model, Path(config.model.init_from), new_image_codes=config.model.new_image_codes)
             accelerator.print(f"warm start from {config.model.init_from}")
 
     with accelerator.main_process_first():
@@ -312,7 +367,9 @@ def run(
 
     stream_offset = data_stream_offset(config, source_info)
     if stream_offset:
-        accelerator.print(f"batches and masks start at stream position {stream_offset} (after the source's chain)")
+        accelerator.print(
+            f"batches and masks start at stream position {stream_offset} (after the source's chain)"
+        )
     sampler = BatchSampler(
         train_cache,
         config.data.domain_weights,

@@ -60,7 +60,9 @@ def run(config: TrainConfig) -> Path:
     from medim.tokenizers.vq_training import evaluate_vq, train_vq
 
     out = config.out / "image_tokenizer"
-    source = config.vq.path or _warm_start_part(config, "image_tokenizer")
+    # a warm start keeps its source's image tokenizer unless the run asks for image codes of its own
+    inherited = None if config.model.new_image_codes else _warm_start_part(config, "image_tokenizer")
+    source = config.vq.path or inherited
     if source:
         tokenizer = VQImageTokenizer.from_pretrained(source)
         if config.vq.decoder_steps:
@@ -126,7 +128,9 @@ def _finetune_decoder(config: TrainConfig, tokenizer, source: Path, out: Path) -
         shutil.copyfile(source / "train_log.jsonl", out / "train_log.jsonl")
     shutil.copyfile(log_path, out / "decoder_log.jsonl")
     (out / "val_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"image tokenizer (decoder trained {config.vq.decoder_steps} more steps) -> {out}; validation {metrics}")
+    print(
+        f"image tokenizer (decoder trained {config.vq.decoder_steps} more steps) -> {out}; validation {metrics}"
+    )
     return out
 
 
@@ -150,7 +154,9 @@ def _train_images(config: TrainConfig) -> DataLoader:
 
 
 def _val_images(config: TrainConfig) -> DataLoader:
-    return DataLoader(_Pixels(load_split(config, config.data.val_split), config.data.image_size), batch_size=64)
+    return DataLoader(
+        _Pixels(load_split(config, config.data.val_split), config.data.image_size), batch_size=64
+    )
 
 
 @contextlib.contextmanager
