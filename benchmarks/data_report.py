@@ -79,10 +79,10 @@ def vq_statistics(corpus: Path, checkpoint: Path, records: list[dict], n: int) -
     from PIL import Image
 
     from medim.data.preprocess import to_model_tensor
-    from medim.tokenizers.image import VQImageTokenizer
+    from medim.tokenizers.image import load_image_tokenizer
     from medim.tokenizers.vq_training import evaluate_vq
 
-    tokenizer = VQImageTokenizer.from_pretrained(checkpoint / "image_tokenizer").eval()
+    tokenizer = load_image_tokenizer(checkpoint / "image_tokenizer").eval()
     size = tokenizer.image_size
     lines = [
         "## VQ image tokenizer (held-out test images)",

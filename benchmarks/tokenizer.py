@@ -85,9 +85,9 @@ def _to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 class VQRow:
     def __init__(self, path: str):
-        from medim.tokenizers.image import VQImageTokenizer
+        from medim.tokenizers.image import load_image_tokenizer
 
-        self.tokenizer = VQImageTokenizer.from_pretrained(path).eval()
+        self.tokenizer = load_image_tokenizer(path).eval()
         self.codebook_size = self.tokenizer.codebook_size
 
     def fit(self, train_pixels: torch.Tensor, train_domains: torch.Tensor) -> None:

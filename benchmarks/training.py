@@ -36,13 +36,13 @@ def model_from_preset(config, tokenizers: Path | None = None):
     published default, which this preset trains), so the vocabulary is the real one, not the BPE target size."""
     from medim.modeling import MeDiMModel
     from medim.pipeline import DEFAULT_CHECKPOINT
-    from medim.tokenizers.image import VQImageTokenizer
+    from medim.tokenizers.image import load_image_tokenizer
     from medim.tokenizers.text import load_text_tokenizer
     from train.stages.medim import build_model_config
 
     root = Path(tokenizers) if tokenizers is not None else DEFAULT_CHECKPOINT
     text_tokenizer = load_text_tokenizer(root / "text_tokenizer")
-    image_tokenizer = VQImageTokenizer.from_pretrained(root / "image_tokenizer")
+    image_tokenizer = load_image_tokenizer(root / "image_tokenizer")
     return MeDiMModel(build_model_config(config, text_tokenizer, image_tokenizer))
 
 

@@ -223,7 +223,7 @@ class MeDiMPipeline:
     # ---- load / save -----------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path_or_id: str | os.PathLike | None = None, device: str | None = None):
-        from medim.tokenizers.image import VQImageTokenizer
+        from medim.tokenizers.image import load_image_tokenizer
         from medim.tokenizers.text import load_text_tokenizer
 
         root = resolve_checkpoint(path_or_id)
@@ -253,7 +253,7 @@ class MeDiMPipeline:
         pipe = cls(
             model,
             load_text_tokenizer(root / "text_tokenizer"),
-            VQImageTokenizer.from_pretrained(root / "image_tokenizer"),
+            load_image_tokenizer(root / "image_tokenizer"),
             sampler,
             info,
             diffusion_config=diffusion,

@@ -36,7 +36,7 @@ def build(out: Path, checkpoint: Path, config_name: str, overrides: list[str], t
     """Encode the configured corpus's train and val splits with ``checkpoint``'s tokenizers into out/{split}."""
     import torch
 
-    from medim.tokenizers.image import VQImageTokenizer
+    from medim.tokenizers.image import load_image_tokenizer
     from medim.tokenizers.text import load_text_tokenizer
     from medim.vocab import VocabLayout
     from train.config import load_config
@@ -46,7 +46,7 @@ def build(out: Path, checkpoint: Path, config_name: str, overrides: list[str], t
     torch.set_num_threads(threads)
     config = load_config(config_name, overrides)
     text = load_text_tokenizer(checkpoint / "text_tokenizer")
-    image = VQImageTokenizer.from_pretrained(checkpoint / "image_tokenizer").eval()
+    image = load_image_tokenizer(checkpoint / "image_tokenizer").eval()
     layout = VocabLayout.from_config(build_model_config(config, text, image))
     ensure_corpus(config)
     for split in (config.data.train_split, config.data.val_split):

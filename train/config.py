@@ -77,6 +77,15 @@ class TokenizerStageConfig:
 @dataclass
 class VQStageConfig:
     path: str | None = None  # use an existing VQ tokenizer instead of training one
+    # vq: a trained diffusers VQModel (architecture, steps, options below); patch_kmeans: k-means on
+    # kmeans_patch x kmeans_patch RGB patches of the first kmeans_images training images (kmeans_codes centres,
+    # kmeans_samples patches, kmeans_iterations Lloyd steps), nothing else learnt (medim/tokenizers/patch_kmeans.py)
+    kind: str = "vq"
+    kmeans_patch: int = 4
+    kmeans_codes: int = 1024
+    kmeans_images: int = 3200
+    kmeans_samples: int = 150_000
+    kmeans_iterations: int = 15
     architecture: dict[str, Any] = field(default_factory=dict)  # VQConfig fields (image_size comes from data)
     steps: int = 600
     batch_size: int = 32
@@ -90,6 +99,17 @@ class VQStageConfig:
     # the codes stay the same, so the denoiser trained on them keeps working and draws with the better decoder.
     decoder_steps: int = 0
     decoder_lr: float = 5e-4
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("vq", "patch_kmeans"):
+            raise ValueError(f"vq.kind must be vq or patch_kmeans, got {self.kind!r}")
+        if self.kind == "patch_kmeans" and self.decoder_steps:
+            raise ValueError(
+                "vq.decoder_steps trains a VQ decoder; a patch_kmeans tokenizer has none to train"
+            )
+        for name in ("kmeans_patch", "kmeans_codes", "kmeans_images", "kmeans_samples", "kmeans_iterations"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"vq.{name} must be a positive integer, got {getattr(self, name)!r}")
 
 
 @dataclass

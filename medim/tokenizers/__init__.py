@@ -1,4 +1,5 @@
-"""MeDiM tokenizers: the VQ image tokenizer (``image``), its training (``vq_training``) and the BPE text tokenizer.
+"""MeDiM tokenizers: the image tokenizers (the VQ in ``image``, patch k-means in ``patch_kmeans``; ``load_image_tokenizer``
+loads either), VQ training (``vq_training``) and the BPE text tokenizer.
 
 Names are re-exported lazily so that ``import medim.tokenizers`` stays cheap: the image tokenizer pulls in
 ``diffusers`` (several seconds to import) only when one of its names is first used.
@@ -13,6 +14,8 @@ _EXPORTS = {
     "TokenizerNotFoundError": "._hub",
     "VQConfig": ".image",
     "VQImageTokenizer": ".image",
+    "load_image_tokenizer": ".image",
+    "PatchKMeansTokenizer": ".patch_kmeans",
     "VQTrainingOptions": ".vq_training",
     "VQTrainingRecipe": ".vq_training",
     "default_demo_vq_config": ".vq_training",
@@ -24,6 +27,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "PatchKMeansTokenizer",
     "TokenizerNotFoundError",
     "VQConfig",
     "VQImageTokenizer",
@@ -32,6 +36,7 @@ __all__ = [
     "default_demo_vq_config",
     "default_demo_vq_recipe",
     "evaluate_vq",
+    "load_image_tokenizer",
     "load_text_tokenizer",
     "train_bpe_tokenizer",
     "train_vq",
@@ -39,7 +44,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ._hub import TokenizerNotFoundError
-    from .image import VQConfig, VQImageTokenizer
+    from .image import VQConfig, VQImageTokenizer, load_image_tokenizer
+    from .patch_kmeans import PatchKMeansTokenizer
     from .text import load_text_tokenizer, train_bpe_tokenizer
     from .vq_training import (
         VQTrainingOptions,

@@ -274,26 +274,57 @@ class VQImageTokenizer(nn.Module):
 
     # ------------------------------------------------------------------ validation
     def _check_pixels(self, pixels: torch.Tensor) -> None:
-        if not isinstance(pixels, torch.Tensor) or not pixels.is_floating_point():
-            raise ValueError(f"pixels must be a float tensor, got {getattr(pixels, 'dtype', type(pixels))}")
-        expected = (self.vq_model.config.in_channels, self.image_size, self.image_size)
-        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != expected:
-            raise ValueError(
-                f"pixels must have shape [B, {', '.join(map(str, expected))}], got {list(pixels.shape)}"
-            )
-        if pixels.numel():
-            low, high = pixels.min().item(), pixels.max().item()
-            if low < -1 - _PIXEL_RANGE_TOLERANCE or high > 1 + _PIXEL_RANGE_TOLERANCE:
-                raise ValueError(f"pixels must lie in [-1, 1], got values in [{low:.4g}, {high:.4g}]")
+        check_pixels(pixels, self.vq_model.config.in_channels, self.image_size)
 
     def _check_ids(self, ids: torch.Tensor) -> None:
-        if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.dtype == torch.bool:
-            raise ValueError(f"ids must be an integer tensor, got {getattr(ids, 'dtype', type(ids))}")
-        if ids.ndim != 2 or ids.shape[1] != self.num_tokens:
-            raise ValueError(
-                f"ids must have shape [B, {self.num_tokens}] (grid {self.grid_size}), got {list(ids.shape)}"
-            )
-        if ids.numel():
-            low, high = ids.min().item(), ids.max().item()
-            if low < 0 or high >= self.codebook_size:
-                raise ValueError(f"ids must lie in [0, {self.codebook_size}), got values in [{low}, {high}]")
+        check_ids(ids, self.grid_size, self.codebook_size)
+
+
+def check_pixels(pixels: torch.Tensor, channels: int, image_size: int) -> None:
+    """ValueError unless ``pixels`` is a float ``[B, channels, image_size, image_size]`` tensor in ``[-1, 1]``."""
+    if not isinstance(pixels, torch.Tensor) or not pixels.is_floating_point():
+        raise ValueError(f"pixels must be a float tensor, got {getattr(pixels, 'dtype', type(pixels))}")
+    expected = (channels, image_size, image_size)
+    if pixels.ndim != 4 or tuple(pixels.shape[1:]) != expected:
+        raise ValueError(
+            f"pixels must have shape [B, {', '.join(map(str, expected))}], got {list(pixels.shape)}"
+        )
+    if pixels.numel():
+        low, high = pixels.min().item(), pixels.max().item()
+        if low < -1 - _PIXEL_RANGE_TOLERANCE or high > 1 + _PIXEL_RANGE_TOLERANCE:
+            raise ValueError(f"pixels must lie in [-1, 1], got values in [{low:.4g}, {high:.4g}]")
+
+
+def check_ids(ids: torch.Tensor, grid_size: tuple[int, int], codebook_size: int) -> None:
+    """ValueError unless ``ids`` is an integer ``[B, h*w]`` tensor of codes in ``[0, codebook_size)``."""
+    tokens = grid_size[0] * grid_size[1]
+    if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.dtype == torch.bool:
+        raise ValueError(f"ids must be an integer tensor, got {getattr(ids, 'dtype', type(ids))}")
+    if ids.ndim != 2 or ids.shape[1] != tokens:
+        raise ValueError(
+            f"ids must have shape [B, {tokens}] (grid {tuple(grid_size)}), got {list(ids.shape)}"
+        )
+    if ids.numel():
+        low, high = ids.min().item(), ids.max().item()
+        if low < 0 or high >= codebook_size:
+            raise ValueError(f"ids must lie in [0, {codebook_size}), got values in [{low}, {high}]")
+
+
+def load_image_tokenizer(name_or_path: str | os.PathLike, *, device: str | torch.device | None = None):
+    """The image tokenizer saved in a directory (or hub id): a :class:`VQImageTokenizer`, or a
+    :class:`~medim.tokenizers.patch_kmeans.PatchKMeansTokenizer` when its ``medim_image_tokenizer.json`` says
+    ``"kind": "patch_kmeans"``."""
+    from .patch_kmeans import KIND, PatchKMeansTokenizer
+
+    directory = resolve_pretrained_dir(name_or_path, [TOKENIZER_META_FILE], what="image tokenizer")
+    try:
+        kind = json.loads((directory / TOKENIZER_META_FILE).read_text()).get("kind", "vq")
+    except (ValueError, AttributeError) as error:
+        raise ValueError(
+            f"{directory / TOKENIZER_META_FILE} is not a MeDiM image tokenizer file: {error}"
+        ) from error
+    if kind == KIND:
+        return PatchKMeansTokenizer.from_pretrained(directory, device=device)
+    if kind != "vq":
+        raise ValueError(f"{directory / TOKENIZER_META_FILE}: unknown image tokenizer kind {kind!r}")
+    return VQImageTokenizer.from_pretrained(directory, device=device)

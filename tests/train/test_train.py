@@ -286,6 +286,25 @@ def test_warm_start_with_new_image_codes_keeps_all_but_the_image_rows(prepared, 
     assert [run["steps"] for run in pipe.info["runs"]] == [1, 1]
 
 
+def test_patch_kmeans_tokenizer_stage_trains_a_denoiser_on_its_grid(prepared, tmp_path):
+    from medim.pipeline import MeDiMPipeline
+    from medim.tokenizers.patch_kmeans import PatchKMeansTokenizer
+
+    out = tmp_path / "kmeans"
+    shutil.copytree(prepared / "corpus", out / "corpus")
+    shutil.copytree(prepared / "text_tokenizer", out / "text_tokenizer")
+    kmeans = ["vq.kind=patch_kmeans", "vq.kmeans_patch=2", "vq.kmeans_codes=16", "vq.kmeans_iterations=2"]
+    assert main(["vq", "--config", "tiny", f"output_dir={out}", *kmeans]) == 0
+    metrics = json.loads((out / "image_tokenizer" / "val_metrics.json").read_text())
+    assert metrics["psnr"] > 0 and 0 < metrics["codebook_usage"] <= 1
+    assert main(["medim", "--config", "tiny", f"output_dir={out}", "optim.max_steps=1"]) == 0
+    pipe = MeDiMPipeline.from_pretrained(out / "medim", device="cpu")
+    assert isinstance(pipe.image_tokenizer, PatchKMeansTokenizer)
+    assert pipe.config.image_grid == (8, 8) and pipe.config.codebook_size == 16
+    with pytest.raises(ValueError, match="decoder"):
+        load_config("tiny", ["vq.kind=patch_kmeans", "vq.decoder_steps=5"])
+
+
 def test_stream_offset_follows_the_source_chain_unless_set():
     from train.stages.medim import data_stream_offset
 

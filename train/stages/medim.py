@@ -251,7 +251,7 @@ def run(
     ``<output_dir>/cache`` and ``<output_dir>/medim``."""
     from diffusers.training_utils import EMAModel
 
-    from medim.tokenizers.image import VQImageTokenizer
+    from medim.tokenizers.image import load_image_tokenizer
     from medim.tokenizers.text import load_text_tokenizer
 
     if objective not in OBJECTIVES:
@@ -300,7 +300,7 @@ def run(
         if not parts[needed].is_dir():
             raise ValueError(f"{out / needed} is missing: run the tokenizer and vq stages first (or `all`)")
     text_tokenizer = load_text_tokenizer(parts["text_tokenizer"])
-    image_tokenizer = VQImageTokenizer.from_pretrained(parts["image_tokenizer"]).eval()
+    image_tokenizer = load_image_tokenizer(parts["image_tokenizer"]).eval()
 
     model_config = build_model_config(config, text_tokenizer, image_tokenizer)
     model = MeDiMModel(

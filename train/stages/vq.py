@@ -1,4 +1,5 @@
-"""Stage `vq`: train the VQ image tokenizer on the training images into <output_dir>/image_tokenizer."""
+"""Stage `vq`: train the image tokenizer on the training images into <output_dir>/image_tokenizer: a VQ
+(vq.kind=vq, the default) or patch k-means centres (vq.kind=patch_kmeans)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def _feature_loss(config: TrainConfig):
 
 
 def run(config: TrainConfig) -> Path:
-    from medim.tokenizers.image import VQConfig, VQImageTokenizer
+    from medim.tokenizers.image import VQConfig, VQImageTokenizer, load_image_tokenizer
     from medim.tokenizers.vq_training import evaluate_vq, train_vq
 
     out = config.out / "image_tokenizer"
@@ -64,12 +65,16 @@ def run(config: TrainConfig) -> Path:
     inherited = None if config.model.new_image_codes else _warm_start_part(config, "image_tokenizer")
     source = config.vq.path or inherited
     if source:
-        tokenizer = VQImageTokenizer.from_pretrained(source)
+        tokenizer = load_image_tokenizer(source)
         if config.vq.decoder_steps:
+            if not isinstance(tokenizer, VQImageTokenizer):
+                raise ValueError(f"vq.decoder_steps trains a VQ decoder; {source} is a patch k-means tokenizer")
             return _finetune_decoder(config, tokenizer, Path(source), out)
         tokenizer.save_pretrained(out)
         return out
     ensure_corpus(config)
+    if config.vq.kind == "patch_kmeans":
+        return _fit_patch_kmeans(config, out)
     torch.manual_seed(config.seed)
     architecture = {**config.vq.architecture, "image_size": config.data.image_size}
     tokenizer = VQImageTokenizer.from_config(VQConfig.from_dict(architecture))
@@ -91,6 +96,29 @@ def run(config: TrainConfig) -> Path:
     tokenizer.save_pretrained(out)
     (out / "val_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"image tokenizer -> {out}; validation {metrics}")
+    return out
+
+
+def _fit_patch_kmeans(config: TrainConfig, out: Path) -> Path:
+    from medim.tokenizers.patch_kmeans import PatchKMeansTokenizer
+    from medim.tokenizers.vq_training import evaluate_vq
+
+    started = time.time()
+    train = _Pixels(load_split(config, config.data.train_split), config.data.image_size)
+    images = torch.utils.data.Subset(train, range(min(config.vq.kmeans_images, len(train))))
+    tokenizer = PatchKMeansTokenizer.fit(
+        DataLoader(images, batch_size=256, num_workers=config.data.num_workers),
+        codebook_size=config.vq.kmeans_codes,
+        patch=config.vq.kmeans_patch,
+        samples=config.vq.kmeans_samples,
+        iterations=config.vq.kmeans_iterations,
+        seed=config.seed,
+    )
+    metrics = evaluate_vq(tokenizer, _val_images(config))
+    metrics["train_minutes"] = (time.time() - started) / 60
+    tokenizer.save_pretrained(out)
+    (out / "val_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"patch k-means image tokenizer -> {out}; validation {metrics}")
     return out
 
 
