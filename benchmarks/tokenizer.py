@@ -18,7 +18,6 @@ Results: benchmarks/results/tokenizer.md.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -114,15 +113,9 @@ class PatchKMeansRow:
         self.centres: dict[int, torch.Tensor] = {}
 
     def _patches(self, pixels: torch.Tensor) -> torch.Tensor:
-        p = self.patch
-        x = pixels.float() / 127.5 - 1
-        n, c, h, w = x.shape
-        return (
-            x.unfold(2, p, p)
-            .unfold(3, p, p)
-            .permute(0, 2, 3, 1, 4, 5)
-            .reshape(n, (h // p) * (w // p), c * p * p)
-        )
+        from medim.tokenizers.patch_kmeans import patchify
+
+        return patchify(pixels.float() / 127.5 - 1, self.patch)
 
     def fit(self, train_pixels: torch.Tensor, train_domains: torch.Tensor) -> None:
         from medim.tokenizers.vq_training import kmeans
@@ -145,11 +138,9 @@ class PatchKMeansRow:
 
     def decode(self, ids: np.ndarray, domains: torch.Tensor) -> torch.Tensor:
         table = torch.cat([self.centres[d] for d in sorted(self.centres)])
-        vectors = table[torch.from_numpy(ids)]
-        n, cells, _ = vectors.shape
-        g, p = int(math.isqrt(cells)), self.patch
-        image = vectors.view(n, g, g, 3, p, p).permute(0, 3, 1, 4, 2, 5).reshape(n, 3, g * p, g * p)
-        return _to_uint8(image)
+        from medim.tokenizers.patch_kmeans import unpatchify
+
+        return _to_uint8(unpatchify(table[torch.from_numpy(ids)], self.patch, 3))
 
 
 def evaluate_row(row, judge, train, val) -> dict:

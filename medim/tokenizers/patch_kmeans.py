@@ -10,6 +10,7 @@ the findings the judge reads from the originals, where an 8 x 8 grid of VQ codes
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,6 +26,28 @@ from .image import check_ids, check_pixels
 KIND = "patch_kmeans"
 _CENTRES_FILE = "centres.safetensors"
 _ENCODE_CHUNK = 65_536  # patches per distance matrix: bounds memory for large batches
+
+
+def patchify(pixels: torch.Tensor, patch: int) -> torch.Tensor:
+    """``[B, C, H, W]`` → ``[B, (H/p)*(W/p), C*p*p]``: the ``p x p`` patches, row-major over the grid."""
+    n, c, h, w = pixels.shape
+    return (
+        pixels.unfold(2, patch, patch)
+        .unfold(3, patch, patch)
+        .permute(0, 2, 3, 1, 4, 5)
+        .reshape(n, (h // patch) * (w // patch), c * patch * patch)
+    )
+
+
+def unpatchify(vectors: torch.Tensor, patch: int, channels: int) -> torch.Tensor:
+    """The inverse of :func:`patchify` for a square grid: ``[B, g*g, C*p*p]`` → ``[B, C, g*p, g*p]``."""
+    n, cells, _ = vectors.shape
+    g = math.isqrt(cells)
+    return (
+        vectors.reshape(n, g, g, channels, patch, patch)
+        .permute(0, 3, 1, 4, 2, 5)
+        .reshape(n, channels, g * patch, g * patch)
+    )
 
 
 class PatchKMeansTokenizer(nn.Module):
@@ -64,11 +87,8 @@ class PatchKMeansTokenizer(nn.Module):
             raise ValueError("fitting a patch k-means tokenizer needs at least one image")
         pixels = torch.cat(batches)
         channels, image_size = pixels.shape[1], pixels.shape[-1]
-        tokenizer = cls(
-            torch.zeros(1, channels * patch * patch), patch=patch, image_size=image_size, channels=channels
-        )
-        tokenizer._check_pixels(pixels)
-        vectors = tokenizer._patches(pixels).reshape(-1, channels * patch * patch)
+        check_pixels(pixels, channels, image_size)
+        vectors = patchify(pixels, patch).reshape(-1, channels * patch * patch)
         generator = torch.Generator().manual_seed(int(seed))
         vectors = vectors[torch.randperm(len(vectors), generator=generator)[: int(samples)]]
         return cls(
@@ -110,22 +130,11 @@ class PatchKMeansTokenizer(nn.Module):
         return self.centres.dtype
 
     # ------------------------------------------------------------------ public API
-    def _patches(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``[B, C, H, W]`` → ``[B, h*w, C*p*p]``, patches row-major over the grid."""
-        p = self.patch
-        n, c, h, w = pixels.shape
-        return (
-            pixels.unfold(2, p, p)
-            .unfold(3, p, p)
-            .permute(0, 2, 3, 1, 4, 5)
-            .reshape(n, (h // p) * (w // p), c * p * p)
-        )
-
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W]`` in ``[-1, 1]`` → LongTensor ``[B, h*w]`` of centre ids (squared-L2 nearest)."""
         self._check_pixels(pixels)
-        patches = self._patches(pixels.to(device=self.device, dtype=self.dtype))
+        patches = patchify(pixels.to(device=self.device, dtype=self.dtype), self.patch)
         flat = patches.reshape(-1, patches.shape[-1])
         ids = (
             torch.cat(
@@ -143,12 +152,8 @@ class PatchKMeansTokenizer(nn.Module):
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
         """LongTensor ``[B, h*w]`` → ``[B, C, H, W]``: each centre drawn back into its patch, in ``[-1, 1]``."""
         self._check_ids(ids)
-        (g, _), p, c = self.grid_size, self.patch, self.channels
         vectors = self.centres[ids.to(device=self.device, dtype=torch.long)]
-        image = (
-            vectors.view(len(ids), g, g, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(len(ids), c, g * p, g * p)
-        )
-        return image.clamp(-1.0, 1.0)
+        return unpatchify(vectors, self.patch, self.channels).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def reconstruct(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -183,9 +183,7 @@ def warm_start(model: MeDiMModel, source: Path, *, new_image_codes: bool = False
         )
         raise ValueError(f"cannot warm-start from {source}: the model differs ({details}){hint}")
     if new_image_codes:
-        _load_with_new_image_codes(
-            model, source / "model.safetensors", MeDiMConfig.load(source / "medim_config.json")
-        )
+        _load_with_new_image_codes(model, source / "model.safetensors", source_config)
         return
     # adapting: the backbone exactly, the zero-initialised timestep and AdaLN modules stay as they are
     load_denoiser_weights(
