@@ -68,7 +68,9 @@ def run(config: TrainConfig) -> Path:
         tokenizer = load_image_tokenizer(source)
         if config.vq.decoder_steps:
             if not isinstance(tokenizer, VQImageTokenizer):
-                raise ValueError(f"vq.decoder_steps trains a VQ decoder; {source} is a patch k-means tokenizer")
+                raise ValueError(
+                    f"vq.decoder_steps trains a VQ decoder; {source} is a patch k-means tokenizer"
+                )
             return _finetune_decoder(config, tokenizer, Path(source), out)
         tokenizer.save_pretrained(out)
         return out
