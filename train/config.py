@@ -112,6 +112,9 @@ class VQStageConfig:
                 raise ValueError(f"vq.{name} must be a positive integer, got {getattr(self, name)!r}")
 
 
+IMAGE_CODE_INITS = ("random", "codebook")
+
+
 @dataclass
 class ModelStageConfig:
     """The denoiser: an HF backbone config (or a pretrained path) plus MeDiM's adaptations."""
@@ -140,6 +143,20 @@ class ModelStageConfig:
     # weight except the image-code rows of the embedding and output tables, which start fresh, since the source's
     # code ids mean nothing under the new tokenizer. The grid and codebook size may then differ from the source's.
     new_image_codes: bool = False
+    # How those fresh image-code rows start: "random" (i.i.d. at the source rows' scale) or "codebook" (half a
+    # fixed random projection of each code's vector in the new tokenizer's codebook, half i.i.d.), so codes that
+    # look alike start with alike rows instead of 1,024 unrelated ones the body must learn one by one.
+    image_code_init: str = "random"
+
+    def __post_init__(self) -> None:
+        if self.image_code_init not in IMAGE_CODE_INITS:
+            raise ValueError(
+                f"model.image_code_init={self.image_code_init!r} is not one of {IMAGE_CODE_INITS}"
+            )
+        if self.image_code_init != "random" and not self.new_image_codes:
+            raise ValueError(
+                "model.image_code_init only applies to fresh image rows: set model.new_image_codes=true"
+            )
 
 
 @dataclass

@@ -104,6 +104,11 @@ class PatchKMeansTokenizer(nn.Module):
         return self.centres.shape[0]
 
     @property
+    def codebook(self) -> torch.Tensor:
+        """The patch centres, ``[codebook_size, channels * patch * patch]`` (what each code draws)."""
+        return self.centres
+
+    @property
     def image_size(self) -> int:
         return self._image_size
 

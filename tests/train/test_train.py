@@ -285,6 +285,29 @@ def test_warm_start_with_new_image_codes_keeps_all_but_the_image_rows(prepared, 
             torch.testing.assert_close(after[key], before[key], rtol=0, atol=1e-6, msg=key)
     assert [run["steps"] for run in pipe.info["runs"]] == [1, 1]
 
+    # model.image_code_init=codebook: codes that draw alike start with alike rows (identical vectors share the
+    # projected half of their rows; opposite vectors get opposite halves), and the rest is loaded as before
+    from train.stages.medim import warm_start
+
+    vectors = torch.randn(24, 12, generator=torch.Generator().manual_seed(1))
+    vectors[8:16] = vectors[:8]  # codes j and j + 8 draw the same patch, codes j and j + 16 opposite ones
+    vectors[16:] = -vectors[:8]
+    warm_start(pipe.model, published, new_image_codes=True, code_vectors=vectors)
+    table = pipe.model.state_dict()["backbone.model.embed_tokens.weight"]
+    rows = table[new.image_offset : new.image_offset + 24]
+    rows = torch.nn.functional.normalize(rows - rows.mean(), dim=1)
+    cosine = rows @ rows.T
+    twins, opposites = cosine[range(8), range(8, 16)].mean(), cosine[range(8), range(16, 24)].mean()
+    strangers = torch.stack([cosine[i, j] for i in range(8) for j in range(8) if i != j]).mean()
+    assert twins > 0.3 and opposites < -0.3 and abs(strangers) < 0.15, (twins, opposites, strangers)
+    torch.testing.assert_close(
+        table[: old.text_vocab_size], before["backbone.model.embed_tokens.weight"][: old.text_vocab_size]
+    )
+    with pytest.raises(ValueError, match="rows for a codebook of 24"):
+        warm_start(pipe.model, published, new_image_codes=True, code_vectors=vectors[:5])
+    with pytest.raises(ValueError, match="new_image_codes=true"):
+        load_config("tiny", ["model.image_code_init=codebook"])
+
 
 def test_patch_kmeans_tokenizer_stage_trains_a_denoiser_on_its_grid(prepared, tmp_path):
     from medim.pipeline import MeDiMPipeline

@@ -132,7 +132,13 @@ def data_stream_offset(config: TrainConfig, source_info: dict) -> int:
 ADAPTATION_MODULES = ("timestep_embedder.", "adaln.")
 
 
-def warm_start(model: MeDiMModel, source: Path, *, new_image_codes: bool = False) -> None:
+def warm_start(
+    model: MeDiMModel,
+    source: Path,
+    *,
+    new_image_codes: bool = False,
+    code_vectors: torch.Tensor | None = None,
+) -> None:
     """Load the denoiser weights of the pipeline directory ``source`` into ``model`` (same architecture and
     vocabulary layout, else a ValueError naming what differs).
 
@@ -144,7 +150,9 @@ def warm_start(model: MeDiMModel, source: Path, *, new_image_codes: bool = False
     ``new_image_codes``: the run has an image tokenizer of its own (another grid or codebook, or retrained codes),
     so the source's image-code rows of the embedding and output tables mean nothing here. Every other weight is
     loaded (body, AdaLN, timestep embedder, text and special rows, the specials matched by role); the image rows
-    are drawn fresh at the scale the source's image rows had."""
+    are drawn fresh at the scale the source's image rows had. With ``code_vectors`` (the new tokenizer's codebook,
+    one vector per code) half of each fresh row's variance is a fixed random projection of its code's vector, so
+    codes that draw alike start alike (``model.image_code_init=codebook``)."""
     from medim.pipeline import load_denoiser_weights
 
     source_config = MeDiMConfig.load(source / "medim_config.json")
@@ -183,7 +191,7 @@ def warm_start(model: MeDiMModel, source: Path, *, new_image_codes: bool = False
         )
         raise ValueError(f"cannot warm-start from {source}: the model differs ({details}){hint}")
     if new_image_codes:
-        _load_with_new_image_codes(model, source / "model.safetensors", source_config)
+        _load_with_new_image_codes(model, source / "model.safetensors", source_config, code_vectors)
         return
     # adapting: the backbone exactly, the zero-initialised timestep and AdaLN modules stay as they are
     load_denoiser_weights(
@@ -194,7 +202,9 @@ def warm_start(model: MeDiMModel, source: Path, *, new_image_codes: bool = False
 VOCAB_TABLES = ("backbone.model.embed_tokens.weight", "backbone.lm_head.weight")
 
 
-def _load_with_new_image_codes(model: MeDiMModel, weights: Path, source_config: MeDiMConfig) -> None:
+def _load_with_new_image_codes(
+    model: MeDiMModel, weights: Path, source_config: MeDiMConfig, code_vectors: torch.Tensor | None = None
+) -> None:
     """``warm_start`` for a model whose image codes differ from the source's: see its docstring."""
     from safetensors.torch import load_file
 
@@ -204,6 +214,10 @@ def _load_with_new_image_codes(model: MeDiMModel, weights: Path, source_config: 
     source, target = VocabLayout.from_config(source_config), model.layout
     own = model.state_dict()
     generator = torch.Generator().manual_seed(0)
+    if code_vectors is not None and code_vectors.shape[0] != target.codebook_size:
+        raise ValueError(
+            f"code_vectors has {code_vectors.shape[0]} rows for a codebook of {target.codebook_size} codes"
+        )
     for name in VOCAB_TABLES:
         if name not in state:
             continue
@@ -214,6 +228,10 @@ def _load_with_new_image_codes(model: MeDiMModel, weights: Path, source_config: 
             new[getattr(target, role)] = old[getattr(source, role)]
         image_rows = old[source.image_offset : source.image_offset + source.codebook_size]
         fresh = torch.randn(target.codebook_size, old.shape[1], generator=generator, dtype=old.dtype)
+        if code_vectors is not None:
+            fresh = (
+                fresh + _unit_projection(code_vectors, old.shape[1], generator).to(old.dtype)
+            ) / math.sqrt(2)
         new[target.image_offset : target.image_offset + target.codebook_size] = (
             fresh * image_rows.std() + image_rows.mean()
         )
@@ -222,6 +240,16 @@ def _load_with_new_image_codes(model: MeDiMModel, weights: Path, source_config: 
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise ValueError(f"{weights} does not match this model outside its image codes: {error}") from error
+
+
+def _unit_projection(vectors: torch.Tensor, width: int, generator: torch.Generator) -> torch.Tensor:
+    """``vectors`` (one per code) centred, through a fixed Gaussian map to ``width`` columns, scaled to unit
+    variance: a row per code whose similarities follow the codes' (a constant codebook gives zeros)."""
+    centred = vectors.detach().float().cpu()
+    centred = centred - centred.mean(0)
+    projection = torch.randn(centred.shape[1], width, generator=generator)
+    rows = centred @ projection
+    return rows / rows.std().clamp_min(1e-12)
 
 
 def _step_generator(seed: int, step: int, rank: int, micro: int) -> torch.Generator:
@@ -311,7 +339,12 @@ def run(
         # a resumed run gets its weights from the checkpoint, but its chain still starts at the source
         source_info = source_checkpoint_info(Path(config.model.init_from))
         if not resume:
-            warm_start(model, Path(config.model.init_from), new_image_codes=config.model.new_image_codes)
+            warm_start(
+                model,
+                Path(config.model.init_from),
+                new_image_codes=config.model.new_image_codes,
+                code_vectors=image_tokenizer.codebook if config.model.image_code_init == "codebook" else None,
+            )
             accelerator.print(f"warm start from {config.model.init_from}")
 
     with accelerator.main_process_first():
