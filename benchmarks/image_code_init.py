@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import shutil
 import subprocess
@@ -27,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, RESULTS, machine_description, markdown_table, write_result
+from benchmarks.common import REPO, RESULTS, machine_description, markdown_table, shown_path, write_result
 
 ARMS = ("random", "codebook")
 
@@ -115,11 +116,16 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
     final = {arm: float(curves[arm][-1]["val_nll_image"]) for arm in ARMS}
+    from medim.tokenizers.image import load_image_tokenizer
+
+    codes = load_image_tokenizer(args.image_tokenizer).codebook_size
     better = min(final, key=final.get)
     sections = [
-        f"Warm start from `{args.source}` onto `{args.image_tokenizer}`, {args.steps} steps per arm (batch 64, "
+        f"Warm start from `{shown_path(args.source)}` onto `{shown_path(args.image_tokenizer)}`, {args.steps} steps "
+        "per arm (batch 64, "
         f"peak lr {args.lr:g}, 50 warm-up steps, cosine over the steps), corpus `{args.corpus}`. Validation NLL "
-        "in nats per masked token (EMA weights, 8 fixed validation batches).",
+        "in nats per masked token (EMA weights, 8 fixed validation batches); a uniform guess over the "
+        f"{codes:,} image codes scores {math.log(codes):.3f}.",
         markdown_table(header, rows),
         f"Lower image NLL after {steps[-1]} steps: `{better}` ({final[better]:.3f} vs "
         f"{max(final.values()):.3f})."
