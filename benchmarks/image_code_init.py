@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="tabulate arms this command already trained")
     parser.add_argument("--out", default=str(RESULTS / "image_code_init.md"))
     args = parser.parse_args(argv)
+    from medim.tokenizers.image import load_image_tokenizer
 
+    codes = load_image_tokenizer(args.image_tokenizer).codebook_size
     machine = machine_description()
     minutes = {arm: None if args.reuse else train_arm(arm, args) for arm in ARMS}
     curves = {arm: validation_rows(arm, args) for arm in ARMS}
@@ -116,14 +118,11 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
     final = {arm: float(curves[arm][-1]["val_nll_image"]) for arm in ARMS}
-    from medim.tokenizers.image import load_image_tokenizer
-
-    codes = load_image_tokenizer(args.image_tokenizer).codebook_size
     better = min(final, key=final.get)
     sections = [
         f"Warm start from `{shown_path(args.source)}` onto `{shown_path(args.image_tokenizer)}`, {args.steps} steps "
-        "per arm (batch 64, "
-        f"peak lr {args.lr:g}, 50 warm-up steps, cosine over the steps), corpus `{args.corpus}`. Validation NLL "
+        f"per arm (batch 64, peak lr {args.lr:g}, 50 warm-up steps, cosine over the steps), corpus "
+        f"`{args.corpus}`. Validation NLL "
         "in nats per masked token (EMA weights, 8 fixed validation batches); a uniform guess over the "
         f"{codes:,} image codes scores {math.log(codes):.3f}.",
         markdown_table(header, rows),
@@ -135,10 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             else " Wall minutes per arm: " + ", ".join(f"{a} {m:.1f}" for a, m in minutes.items()) + "."
         ),
     ]
-    write_result(
+    path = write_result(
         "image_code_init", "Fresh image-code rows: random or from the codebook", sections, machine, args.out
     )
-    print((Path(args.out)).read_text())
+    print(path.read_text())
     return 0
 
 

@@ -43,10 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=int, nargs="+", default=[4, 12, 24], help="K values of the latency table"
     )
     parser.add_argument(
-        "--guidance",
-        type=float,
-        default=GUIDED_ROWS_SCALE,
-        help="the guided rows' scale, the default sampler's",
+        "--guidance", type=float, default=GUIDED_ROWS_SCALE, help="the guided rows' scale, the default sampler's"
     )
     parser.add_argument("--tasks", nargs="+", default=list(latency.TASKS), choices=latency.TASKS)
     parser.add_argument("--judge", default=str(DEFAULT_JUDGE))

@@ -52,7 +52,17 @@ def test_reuse_tabulates_the_arms_validation_logs(tmp_path):
         lines += [f"{step},0,{image},{text}" for step, image, text in rows]
         (logs / "val.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "result.md"
-    argv = ["--corpus", "c", "--image-tokenizer", "assets/candidates/patch_kmeans16", "--runs", str(tmp_path), "--reuse", "--out", str(out)]
+    argv = [
+        "--corpus",
+        "c",
+        "--image-tokenizer",
+        "assets/candidates/patch_kmeans16",
+        "--runs",
+        str(tmp_path),
+        "--reuse",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     text = out.read_text()
     assert "| 80 | 6.000 / 0.800 | 5.750 / 0.800 | -0.250 |" in text
