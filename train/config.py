@@ -147,6 +147,11 @@ class ModelStageConfig:
     # fixed random projection of each code's vector in the new tokenizer's codebook, half i.i.d.), so codes that
     # look alike start with alike rows instead of 1,024 unrelated ones the body must learn one by one.
     image_code_init: str = "random"
+    # With init_from and a deeper backbone than the source's (same width): each source layer is followed by copies
+    # of itself whose output projections (attention o_proj, MLP down_proj) are zero, so the copies add nothing and
+    # the grown model computes exactly the source's function at step 0; training then uses the new depth. A chain
+    # whose body has seen far more tokens than it has parameters can keep accumulating in a larger body.
+    grow_depth: bool = False
 
     def __post_init__(self) -> None:
         if self.image_code_init not in IMAGE_CODE_INITS:

@@ -309,6 +309,71 @@ def test_warm_start_with_new_image_codes_keeps_all_but_the_image_rows(prepared, 
         load_config("tiny", ["model.image_code_init=codebook"])
 
 
+def test_grow_depth_starts_a_deeper_model_as_the_source_and_continues_its_chain(prepared, tmp_path):
+    """model.grow_depth: a 4-layer model warm-started from a trained 2-layer one computes the source's logits
+    exactly at step 0 (the inserted copies have zero output projections), then trains all its layers."""
+    import dataclasses
+
+    from medim.modeling import MeDiMModel
+    from medim.pipeline import MeDiMPipeline
+    from train.stages.medim import warm_start
+
+    source = _copy_prepared(prepared, tmp_path / "source")
+    assert main(["medim", "--config", "tiny", f"output_dir={source}"]) == 0
+    published = source / "medim"
+    source_pipe = MeDiMPipeline.from_pretrained(published, device="cpu")
+    deeper = dataclasses.replace(
+        source_pipe.config, backbone={**source_pipe.config.backbone, "num_hidden_layers": 4}
+    )
+    grown = MeDiMModel(deeper).eval()
+    with pytest.raises(ValueError, match="grow_depth=true"):
+        warm_start(grown, published)
+    warm_start(grown, published, grow_depth=True)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(
+        0, source_pipe.layout.vocab_size, (3, source_pipe.layout.seq_len), generator=generator
+    )
+    t = torch.rand(3, generator=generator)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(ids, t), source_pipe.model(ids, t), rtol=1e-5, atol=1e-5)
+    weights = grown.state_dict()
+    trained = load_file(published / "model.safetensors")
+    for name in ("self_attn.q_proj.weight", "mlp.up_proj.weight", "self_attn.o_proj.weight"):
+        # source layer i sits at 2i, its copy at 2i + 1: the copy's inputs are the source's, its outputs zero
+        for i in range(2):
+            torch.testing.assert_close(
+                weights[f"backbone.model.layers.{2 * i}.{name}"], trained[f"backbone.model.layers.{i}.{name}"]
+            )
+        copy = weights[f"backbone.model.layers.3.{name}"]
+        if name.endswith("o_proj.weight"):
+            assert not copy.any()
+        else:
+            torch.testing.assert_close(copy, trained[f"backbone.model.layers.1.{name}"])
+    torch.testing.assert_close(weights["adaln.3.linear.weight"], trained["adaln.1.linear.weight"])
+    assert not weights["backbone.model.layers.1.mlp.down_proj.weight"].any()
+    with pytest.raises(ValueError, match="same backbone"):
+        wider = dataclasses.replace(
+            deeper,
+            backbone={**deeper.backbone, "intermediate_size": 2 * deeper.backbone["intermediate_size"]},
+        )
+        warm_start(MeDiMModel(wider), published, grow_depth=True)
+
+    # through the training command: the grown run trains every layer (the copies' outputs leave zero) and
+    # records the chain
+    follow = tmp_path / "follow"
+    shutil.copytree(prepared / "corpus", follow / "corpus")
+    args = ["medim", "--config", "tiny", f"output_dir={follow}", "--init-from", str(published)]
+    assert (
+        main([*args, "model.backbone.num_hidden_layers=4", "model.grow_depth=true", "optim.max_steps=2"]) == 0
+    )
+    after = load_file(follow / "medim" / "model.safetensors")
+    assert after["backbone.model.layers.3.self_attn.o_proj.weight"].any()
+    assert after["backbone.model.layers.1.mlp.down_proj.weight"].any()
+    pipe = MeDiMPipeline.from_pretrained(follow / "medim", device="cpu")
+    assert pipe.config.backbone["num_hidden_layers"] == 4
+    assert [run["steps"] for run in pipe.info["runs"]] == [6, 2]
+
+
 def test_patch_kmeans_tokenizer_stage_trains_a_denoiser_on_its_grid(prepared, tmp_path):
     from medim.pipeline import MeDiMPipeline
     from medim.tokenizers.patch_kmeans import PatchKMeansTokenizer

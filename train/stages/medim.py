@@ -138,6 +138,7 @@ def warm_start(
     *,
     new_image_codes: bool = False,
     code_vectors: torch.Tensor | None = None,
+    grow_depth: bool = False,
 ) -> None:
     """Load the denoiser weights of the pipeline directory ``source`` into ``model`` (same architecture and
     vocabulary layout, else a ValueError naming what differs).
@@ -152,7 +153,12 @@ def warm_start(
     loaded (body, AdaLN, timestep embedder, text and special rows, the specials matched by role); the image rows
     are drawn fresh at the scale the source's image rows had. With ``code_vectors`` (the new tokenizer's codebook,
     one vector per code) half of each fresh row's variance is a fixed random projection of its code's vector, so
-    codes that draw alike start alike (``model.image_code_init=codebook``)."""
+    codes that draw alike start alike (``model.image_code_init=codebook``).
+
+    ``grow_depth``: the model may have more layers than the source (the rest of the backbone the same). Source
+    layer ``i`` lands at the first of the positions ``j`` with ``j * source_layers // layers == i``; the other
+    positions hold copies of it (attention, MLP, norms and AdaLN modulation) with zero output projections, so
+    every copy is an identity map and the grown model starts as the source (``model.grow_depth``)."""
     from medim.pipeline import load_denoiser_weights
 
     source_config = MeDiMConfig.load(source / "medim_config.json")
@@ -161,6 +167,17 @@ def warm_start(
         and source_config.causal_attention
         and (model.config.timestep_conditioning != "off" or not model.config.causal_attention)
     )
+    source_layers = source_config.backbone.get("num_hidden_layers")
+    layers = model.config.backbone.get("num_hidden_layers")
+    growing = grow_depth and source_layers != layers
+    if growing and (
+        {**source_config.backbone, "num_hidden_layers": layers} != model.config.backbone
+        or not 0 < source_layers < layers
+    ):
+        raise ValueError(
+            f"cannot grow {source}: model.grow_depth adds layers to the same backbone, but the source has "
+            f"{source_config.backbone} and this model {model.config.backbone}"
+        )
     mismatched = [
         name
         for name in (
@@ -178,6 +195,7 @@ def warm_start(
         if getattr(source_config, name) != getattr(model.config, name)
         and not (adapting and name in ("causal_attention", "timestep_conditioning", "adaln_gate"))
         and not (new_image_codes and name in ("codebook_size", "image_grid"))
+        and not (growing and name == "backbone")
     ]
     if mismatched:
         details = "; ".join(
@@ -189,9 +207,22 @@ def warm_start(
             if {"codebook_size", "image_grid"} & set(mismatched) and not new_image_codes
             else ""
         )
+        if "backbone" in mismatched and not grow_depth and source_layers != layers:
+            hint += "; to start a deeper model from it, set model.grow_depth=true"
         raise ValueError(f"cannot warm-start from {source}: the model differs ({details}){hint}")
-    if new_image_codes:
-        _load_with_new_image_codes(model, source / "model.safetensors", source_config, code_vectors)
+    if new_image_codes or growing:
+        from safetensors.torch import load_file
+
+        weights = source / "model.safetensors"
+        state = load_file(str(weights))
+        if growing:
+            state = _grown_layers(state, source_layers, layers)
+        if new_image_codes:
+            state = _with_new_image_codes(model, state, source_config, code_vectors)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise ValueError(f"{weights} does not match this model: {error}") from error
         return
     # adapting: the backbone exactly, the zero-initialised timestep and AdaLN modules stay as they are
     load_denoiser_weights(
@@ -202,15 +233,35 @@ def warm_start(
 VOCAB_TABLES = ("backbone.model.embed_tokens.weight", "backbone.lm_head.weight")
 
 
-def _load_with_new_image_codes(
-    model: MeDiMModel, weights: Path, source_config: MeDiMConfig, code_vectors: torch.Tensor | None = None
-) -> None:
-    """``warm_start`` for a model whose image codes differ from the source's: see its docstring."""
-    from safetensors.torch import load_file
+LAYER_PREFIXES = ("backbone.model.layers.", "adaln.")
+ZEROED_IN_COPIES = ("self_attn.o_proj.", "mlp.down_proj.")
 
+
+def _grown_layers(state: dict[str, torch.Tensor], source_layers: int, layers: int) -> dict[str, torch.Tensor]:
+    """``warm_start(grow_depth=True)``'s state dict: see its docstring."""
+    grown = {}
+    for name, tensor in state.items():
+        prefix = next((p for p in LAYER_PREFIXES if name.startswith(p)), None)
+        if prefix is None:
+            grown[name] = tensor
+            continue
+        index, rest = name[len(prefix) :].split(".", 1)
+        targets = [j for j in range(layers) if j * source_layers // layers == int(index)]
+        for position, j in enumerate(targets):
+            copy = position > 0 and rest.startswith(ZEROED_IN_COPIES)
+            grown[f"{prefix}{j}.{rest}"] = torch.zeros_like(tensor) if copy else tensor.clone()
+    return grown
+
+
+def _with_new_image_codes(
+    model: MeDiMModel,
+    state: dict[str, torch.Tensor],
+    source_config: MeDiMConfig,
+    code_vectors: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """``warm_start(new_image_codes=True)``'s state dict: see its docstring."""
     from medim.vocab import VocabLayout
 
-    state = load_file(str(weights))
     source, target = VocabLayout.from_config(source_config), model.layout
     own = model.state_dict()
     generator = torch.Generator().manual_seed(0)
@@ -218,6 +269,7 @@ def _load_with_new_image_codes(
         raise ValueError(
             f"code_vectors has {code_vectors.shape[0]} rows for a codebook of {target.codebook_size} codes"
         )
+    state = dict(state)
     for name in VOCAB_TABLES:
         if name not in state:
             continue
@@ -236,10 +288,7 @@ def _load_with_new_image_codes(
             fresh * image_rows.std() + image_rows.mean()
         )
         state[name] = new
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise ValueError(f"{weights} does not match this model outside its image codes: {error}") from error
+    return state
 
 
 def _unit_projection(vectors: torch.Tensor, width: int, generator: torch.Generator) -> torch.Tensor:
@@ -344,6 +393,7 @@ def run(
                 Path(config.model.init_from),
                 new_image_codes=config.model.new_image_codes,
                 code_vectors=image_tokenizer.codebook if config.model.image_code_init == "codebook" else None,
+                grow_depth=config.model.grow_depth,
             )
             accelerator.print(f"warm start from {config.model.init_from}")
 
