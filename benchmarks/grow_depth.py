@@ -36,7 +36,8 @@ TASK_WEIGHTS = "{joint: 0.25, report2image: 0.25, image2report: 0.5}"  # the cha
 
 
 def source_layers(source: str) -> int:
-    return int(json.loads((Path(source) / "medim_config.json").read_text())["backbone"]["num_hidden_layers"])
+    config = json.loads((REPO / source / "medim_config.json").read_text())
+    return int(config["backbone"]["num_hidden_layers"])
 
 
 def arm_dir(arm: str, args) -> Path:
@@ -117,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--source", default=str(REPO / "assets" / "default"), help="the published pipeline")
+    parser.add_argument(
+        "--source", default="assets/default", help="the published pipeline (relative to the repository)"
+    )
     parser.add_argument("--corpus", required=True, help="synthetic corpus root")
     parser.add_argument("--synthetic-n", type=int, default=192000)
     parser.add_argument("--layers", type=int, default=8, help="depth of the grown arm")
