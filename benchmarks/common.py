@@ -33,6 +33,11 @@ GUIDED_ROWS_SCALE = 1.5
 # ---------------------------------------------------------------------------------------------------------
 
 
+def warm_start_command(source: str) -> list[str]:
+    """The start of a `python -m train medim` command that warm-starts the demo-cpu preset from ``source``."""
+    return [sys.executable, "-m", "train", "medim", "--config", "demo-cpu", "--init-from", source]
+
+
 def shown_path(path) -> str:
     """A path as results print it: relative to the repository when inside it (results must not name a machine)."""
     return str(medim_shown_path(path, REPO))

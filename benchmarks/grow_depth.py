@@ -25,11 +25,18 @@ import json
 import math
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, RESULTS, machine_description, markdown_table, shown_path, write_result
+from benchmarks.common import (
+    REPO,
+    RESULTS,
+    machine_description,
+    markdown_table,
+    shown_path,
+    warm_start_command,
+    write_result,
+)
 
 ARMS = ("continue", "grown")
 TASK_WEIGHTS = "{joint: 0.25, report2image: 0.25, image2report: 0.5}"  # the chain's mixture since run 7
@@ -49,14 +56,7 @@ def arm_command(arm: str, args) -> list[str]:
         [f"model.backbone.num_hidden_layers={args.layers}", "model.grow_depth=true"] if arm == "grown" else []
     )
     return [
-        sys.executable,
-        "-m",
-        "train",
-        "medim",
-        "--config",
-        "demo-cpu",
-        "--init-from",
-        args.source,
+        *warm_start_command(args.source),
         *grow,
         f"data.root={args.corpus}",
         f"data.synthetic_n={args.synthetic_n}",

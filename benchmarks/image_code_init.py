@@ -24,25 +24,25 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, RESULTS, machine_description, markdown_table, shown_path, write_result
+from benchmarks.common import (
+    REPO,
+    RESULTS,
+    machine_description,
+    markdown_table,
+    shown_path,
+    warm_start_command,
+    write_result,
+)
 
 ARMS = ("random", "codebook")
 
 
 def arm_command(arm: str, args) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "train",
-        "medim",
-        "--config",
-        "demo-cpu",
-        "--init-from",
-        args.source,
+        *warm_start_command(args.source),
         "model.new_image_codes=true",
         f"model.image_code_init={arm}",
         f"data.root={args.corpus}",

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from benchmarks.grow_depth import ARMS, arm_command, main
-from train.config import load_config
+from tests.benchmarks.arms import arm_config, differing_keys
 
 
 def _args(tmp_path):
@@ -28,26 +28,13 @@ def _args(tmp_path):
 
 
 def test_the_arms_are_valid_configs_that_differ_only_in_depth(tmp_path):
-    configs = []
-    for arm in ARMS:
-        overrides = [
-            item
-            for item in arm_command(arm, _args(tmp_path))
-            if "=" in item and not item.startswith("output")
-        ]
-        config = load_config("demo-cpu", [*overrides, "model.init_from=assets/default"])
+    configs = [arm_config(arm_command(arm, _args(tmp_path))) for arm in ARMS]
+    for config in configs:
         assert config.optim.max_minutes == 25.0 and config.optim.lr == 6e-4
         assert config.diffusion.task_weights == {"joint": 0.25, "report2image": 0.25, "image2report": 0.5}
-        configs.append(config.to_dict())
-    assert configs[0]["model"]["backbone"]["num_hidden_layers"] == 4
-    assert configs[1]["model"]["backbone"]["num_hidden_layers"] == 8 and configs[1]["model"]["grow_depth"]
-    differing = {
-        (section, key)
-        for section in configs[0]
-        if isinstance(configs[0][section], dict)
-        for key in configs[0][section]
-        if configs[0][section][key] != configs[1][section][key]
-    }
+    assert configs[0].model.backbone["num_hidden_layers"] == 4
+    assert configs[1].model.backbone["num_hidden_layers"] == 8 and configs[1].model.grow_depth
+    differing = differing_keys(*configs)
     assert differing == {("model", "backbone"), ("model", "grow_depth")}
 
 

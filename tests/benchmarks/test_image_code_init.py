@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from benchmarks.image_code_init import ARMS, arm_command, main
-from train.config import load_config
+from tests.benchmarks.arms import arm_config, differing_keys
 
 
 def _args(tmp_path):
@@ -22,24 +22,11 @@ def _args(tmp_path):
 
 
 def test_the_arms_are_valid_configs_that_differ_only_in_the_image_code_init(tmp_path):
-    configs = []
-    for arm in ARMS:
-        overrides = [
-            item
-            for item in arm_command(arm, _args(tmp_path))
-            if "=" in item and not item.startswith("output")
-        ]
-        config = load_config("demo-cpu", [*overrides, "model.init_from=assets/default"])
+    configs = [arm_config(arm_command(arm, _args(tmp_path))) for arm in ARMS]
+    for arm, config in zip(ARMS, configs):
         assert config.model.new_image_codes and config.model.image_code_init == arm
         assert config.optim.max_steps == 120 and config.data.synthetic_n == 192000
-        configs.append(config.to_dict())
-    differing = {
-        (section, key)
-        for section in configs[0]
-        if isinstance(configs[0][section], dict)
-        for key in configs[0][section]
-        if configs[0][section][key] != configs[1][section][key]
-    }
+    differing = differing_keys(*configs)
     assert differing == {("model", "image_code_init")}
 
 
