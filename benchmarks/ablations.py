@@ -34,7 +34,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.common import LoadRecord, machine_description, shown_path, write_result
+from benchmarks.common import LoadRecord, link_shared_cache, machine_description, shown_path, write_result
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "ablations.md"
@@ -137,10 +137,8 @@ def training_command(args, name: str, work: Path) -> list[str]:
 
 def share_cache(work: Path, name: str) -> None:
     """Point a variant's token cache at the baseline's: same tokenizers and corpus, so the same tokens."""
-    shared, own = work / "baseline" / "cache", work / name / "cache"
-    if name != "baseline" and shared.is_dir() and not own.exists():
-        own.parent.mkdir(parents=True, exist_ok=True)
-        own.symlink_to(shared, target_is_directory=True)
+    if name != "baseline":
+        link_shared_cache(work / "baseline" / "cache", work / name)
 
 
 def evaluation_command(args, name: str, work: Path, judge: Path | None) -> list[str]:

@@ -38,6 +38,26 @@ def warm_start_command(source: str) -> list[str]:
     return [sys.executable, "-m", "train", "medim", "--config", "demo-cpu", "--init-from", source]
 
 
+def run_logged(command: list[str], log: Path, what: str) -> float:
+    """Run ``command`` from the repository with its output in ``log``; returns its wall minutes. A failure is a
+    RuntimeError naming ``what`` and the log."""
+    started = time.time()
+    with open(log, "w") as handle:
+        result = subprocess.run(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
+    if result.returncode:
+        raise RuntimeError(f"{what} failed (exit {result.returncode}); see {log}")
+    return (time.time() - started) / 60
+
+
+def link_shared_cache(shared: Path, out: Path) -> None:
+    """Point the run directory ``out``'s token cache at ``shared`` (same tokenizers and corpus, so the same
+    tokens) when that exists and ``out`` has none of its own."""
+    own = Path(out) / "cache"
+    if Path(shared).is_dir() and not own.exists():
+        own.parent.mkdir(parents=True, exist_ok=True)
+        own.symlink_to(Path(shared).resolve(), target_is_directory=True)
+
+
 def shown_path(path) -> str:
     """A path as results print it: relative to the repository when inside it (results must not name a machine)."""
     return str(medim_shown_path(path, REPO))

@@ -24,15 +24,16 @@ import csv
 import json
 import math
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 from benchmarks.common import (
     REPO,
     RESULTS,
+    link_shared_cache,
     machine_description,
     markdown_table,
+    run_logged,
     shown_path,
     warm_start_command,
     write_result,
@@ -75,13 +76,9 @@ def train_arm(arm: str, args) -> None:
     out = arm_dir(arm, args)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    first = arm_dir(ARMS[0], args) / "cache"
-    if arm != ARMS[0] and first.is_dir():
-        (out / "cache").symlink_to(first.resolve())
-    with open(Path(args.runs) / f"depth_{arm}.log", "w") as log:
-        result = subprocess.run(arm_command(arm, args), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode:
-        raise RuntimeError(f"arm {arm} failed (exit {result.returncode}); see {log.name}")
+    if arm != ARMS[0]:
+        link_shared_cache(arm_dir(ARMS[0], args) / "cache", out)
+    run_logged(arm_command(arm, args), Path(args.runs) / f"depth_{arm}.log", f"arm {arm}")
 
 
 def read_arm(arm: str, args) -> dict:
@@ -131,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="tabulate arms this command already trained")
     parser.add_argument("--out", default=str(RESULTS / "grow_depth.md"))
     args = parser.parse_args(argv)
-    if args.layers <= source_layers(args.source):
-        parser.error(f"--layers {args.layers} must exceed the source's {source_layers(args.source)}")
+    depth = source_layers(args.source)
+    if args.layers <= depth:
+        parser.error(f"--layers {args.layers} must exceed the source's {depth}")
     machine = machine_description()
     started = time.time()
     if not args.reuse:
@@ -160,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     final = {arm: arms[arm]["curve"][-1][2] + arms[arm]["curve"][-1][3] for arm in ARMS}
     better = min(final, key=final.get)
     sections = [
-        f"Warm start from `{shown_path(args.source)}` ({source_layers(args.source)} layers), "
+        f"Warm start from `{shown_path(args.source)}` ({depth} layers), "
         f"{args.minutes:g} wall minutes per arm, batch 64, peak lr {args.lr:g} with the cosine following the "
         f"clock, task mixture {TASK_WEIGHTS}, corpus `{args.corpus}`; the arms ran in turn on this host. "
         "Validation NLL in nats per masked token (EMA weights, 8 fixed validation batches, the same for both "

@@ -21,17 +21,16 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
 from benchmarks.common import (
     REPO,
     RESULTS,
+    link_shared_cache,
     machine_description,
     markdown_table,
+    run_logged,
     shown_path,
     warm_start_command,
     write_result,
@@ -65,15 +64,9 @@ def train_arm(arm: str, args) -> float:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     shutil.copytree(args.image_tokenizer, out / "image_tokenizer")
-    first = Path(args.runs) / f"k16_{ARMS[0]}" / "cache"
-    if arm != ARMS[0] and first.is_dir():
-        os.symlink(first.resolve(), out / "cache")
-    started = time.time()
-    with open(Path(args.runs) / f"k16_{arm}.log", "w") as log:
-        result = subprocess.run(arm_command(arm, args), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode:
-        raise RuntimeError(f"arm {arm} failed (exit {result.returncode}); see {log.name}")
-    return (time.time() - started) / 60
+    if arm != ARMS[0]:
+        link_shared_cache(Path(args.runs) / f"k16_{ARMS[0]}" / "cache", out)
+    return run_logged(arm_command(arm, args), Path(args.runs) / f"k16_{arm}.log", f"arm {arm}")
 
 
 def validation_rows(arm: str, args) -> list[dict[str, str]]:

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from benchmarks.common import (
     load_judge,
     machine_description,
     markdown_table,
+    run_logged,
     write_result,
 )
 
@@ -126,11 +126,7 @@ def train_variant(name: str, overrides: list[str], args) -> tuple[Path, dict]:
         shutil.copytree(shared_cache, out / "cache")
     before = _loadavg()
     started = time.time()
-    log = out / "train.log"
-    with open(log, "w") as handle:
-        result = subprocess.run(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
-    if result.returncode:
-        raise RuntimeError(f"variant {name} failed (exit {result.returncode}); see {log}")
+    run_logged(command, out / "train.log", f"variant {name}")
     if not shared_cache.is_dir():
         shutil.copytree(out / "cache", shared_cache)
     info = json.loads((out / "medim" / "checkpoint_info.json").read_text())

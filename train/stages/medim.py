@@ -249,7 +249,7 @@ def _grown_layers(state: dict[str, torch.Tensor], source_layers: int, layers: in
         targets = [j for j in range(layers) if j * source_layers // layers == int(index)]
         for position, j in enumerate(targets):
             copy = position > 0 and rest.startswith(ZEROED_IN_COPIES)
-            grown[f"{prefix}{j}.{rest}"] = torch.zeros_like(tensor) if copy else tensor.clone()
+            grown[f"{prefix}{j}.{rest}"] = torch.zeros_like(tensor) if copy else tensor
     return grown
 
 
