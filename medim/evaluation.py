@@ -62,6 +62,9 @@ class EvaluationSettings:
     text_metrics: tuple[str, ...] = ("coco", "nltk")
     pair_samples: int | None = None
     sampler: dict[str, Any] = field(default_factory=dict)
+    # Score the generated reports' sentences against the synthetic corpus's templates
+    # (`medim.metrics.report_form`); meaningful only on the synthetic corpus.
+    report_form: bool = False
 
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)
@@ -429,6 +432,10 @@ class Evaluator:
             truth = [self.records[i].labels for i in rows]
             if all(labels is not None for labels in truth):
                 entry["ce_vs_labels"] = clinical_efficacy(generated_labels, truth, findings)
+            if self.settings.report_form:
+                from medim.metrics.report_form import report_form
+
+                entry["form"] = report_form(hypotheses, [domain] * len(hypotheses))[domain]
             per_domain[domain] = entry
         if self.samples_dir is not None:
             self.samples_dir.mkdir(parents=True, exist_ok=True)
@@ -611,11 +618,14 @@ def finding_scores(
     seed: int = 0,
     batch_size: int = 50,
     tasks: tuple[str, ...] = ("report2image", "image2report"),
+    report_form: bool = False,
 ) -> dict:
     """The two findings proxies per domain, each beside its chance level: image→report CE macro-F1
     (``ce_f1/<domain>``, ``ce_f1_chance/<domain>``) and report→image judge macro-F1 (``judge_f1/<domain>``,
     ``judge_f1_chance/<domain>``); a chance level that cannot be computed (one pair in a domain) is None.
-    ``tasks`` limits the scores to one direction (the other's keys are then absent)."""
+    ``tasks`` limits the scores to one direction (the other's keys are then absent). ``report_form`` adds the
+    generated reports' well-formed sentence and report shares (``form_sentences/<domain>``,
+    ``form_reports/<domain>``; synthetic corpus only, `medim.metrics.report_form`)."""
     unknown = set(tasks) - {"report2image", "image2report"}
     if unknown or not tasks:
         raise ValueError(f"tasks must be report2image and/or image2report, got {tasks!r}")
@@ -625,6 +635,7 @@ def finding_scores(
         seed=seed,
         text_metrics=("nltk",),
         sampler=sampler or {},
+        report_form=report_form,
     )
     evaluator = Evaluator(pipe, records, settings, judge=judge, progress=False)
     scores = {}
@@ -632,6 +643,9 @@ def finding_scores(
         for domain, entry in evaluator.image2report()["per_domain"].items():
             scores[f"ce_f1/{domain}"] = entry["ce"]["f1_macro"]
             scores[f"ce_f1_chance/{domain}"] = (entry.get("ce_chance") or {}).get("f1_macro")
+            if report_form:
+                scores[f"form_sentences/{domain}"] = entry["form"]["sentences"]
+                scores[f"form_reports/{domain}"] = entry["form"]["reports"]
     if "report2image" in tasks:
         for domain, entry in evaluator.report2image()["per_domain"].items():
             scores[f"judge_f1/{domain}"] = entry["consistency"].get("f1_macro")

@@ -104,6 +104,10 @@ def run(args) -> int:
     if data is None:
         raise ValueError(f"no --data given and no corpus recorded beside {checkpoint}: pass --data DIR")
     dataset = load_eval_dataset(data, args.split)
+    from medim.data.synthetic import corpus_recipe
+
+    # On the synthetic corpus the generated reports can be checked against the templates that wrote it.
+    settings.report_form = corpus_recipe(data) is not None
     count = min(len(dataset), settings.limit or len(dataset))
     records = [dataset[index] for index in range(count)]
 

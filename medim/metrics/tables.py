@@ -189,6 +189,22 @@ def _image2report(metrics: dict, samples, records) -> list[str]:
         "permutations), what a model that writes realistic reports without reading the image would get."
     )
     lines.append("")
+    if all("form" in task["per_domain"][d] for d in domains):
+        lines += [
+            "**Report form** (`medim.metrics.report_form`): the share of generated sentences that are one of "
+            "the synthetic corpus's templates with slot values it writes, and of reports whose every sentence is; "
+            "the corpus's own reports score 1.000.",
+            "",
+        ]
+        rows = [
+            [
+                d,
+                _number(task["per_domain"][d]["form"]["sentences"]),
+                _number(task["per_domain"][d]["form"]["reports"]),
+            ]
+            for d in domains
+        ]
+        lines += _table(["domain", "well-formed sentences", "well-formed reports"], rows) + [""]
     lines.append(f"{task['seconds_per_sample']:.3f} s per report (batched).")
     lines.append("")
     if samples and records:

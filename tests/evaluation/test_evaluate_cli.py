@@ -58,6 +58,7 @@ def test_evaluate_end_to_end(random_checkpoint, tiny_corpus, judge_dir, tmp_path
         assert set(i2r["text"]) == {f"nltk_sentence_bleu_{n}" for n in range(1, 5)}
         assert {"f1_micro", "f1_macro", "per_finding"} <= set(i2r["ce"]) and "ce_vs_labels" in i2r
         assert i2r["ce_chance"]["n"] == 2 and 0 <= i2r["ce_chance"]["f1_micro"] <= 1
+        assert "form" not in i2r  # not the synthetic generator's corpus: no templates to hold reports to
     assert metrics["pair"]["n"] == 4 and sum(metrics["pair"]["domain_counts"].values()) == 4
     infill = metrics["infill"]
     assert infill["fraction"] == 0.15
@@ -169,3 +170,19 @@ def test_the_bundled_judge_is_recorded_relative_to_the_project(tmp_path, monkeyp
     assert (
         shown_path(DEFAULT_JUDGE) == DEFAULT_JUDGE
     )  # outside the project the full path is the only true one
+
+
+def test_on_the_synthetic_corpus_the_report_says_whether_reports_read_as_reports(random_checkpoint, tmp_path):
+    from medim.data.synthetic import write_corpus
+
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, 40, seed=0, image_size=32, split_fractions=(0.5, 0.25, 0.25), progress=False)
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--checkpoint", str(random_checkpoint), "--data", str(corpus), "--split", "test"]
+    argv += ["--tasks", "image2report", "--limit", "4", "--text-metrics", "nltk", "--out", str(out)]
+    assert main([*argv, "--threads", "1", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for domain in ("chest_xray", "pathology"):
+        form = metrics["image2report"]["per_domain"][domain]["form"]
+        assert form["n"] == 2 and 0 <= form["reports"] <= 1 and 0 <= form["sentences"] <= 1
+    assert "**Report form**" in (out / "report.md").read_text()
