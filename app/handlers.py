@@ -179,13 +179,15 @@ class DemoHandlers:
             "domain": gr.update(choices=list(pipe.config.domains), value=pipe.config.domains[0]),
         }
 
-    def task_steps(self, task: str, key: str | None) -> dict[str, Any]:
-        """The steps slider's value for a task tab: the checkpoint's step count for that task."""
+    def task_defaults(self, task: str, key: str | None) -> dict[str, Any]:
+        """The steps and temperature sliders' values for a task tab: the checkpoint's settings for that task
+        (`SamplerConfig.for_task`)."""
         try:
             pipe = self.manager.get(key or self.manager.default_key)
         except CheckpointError:
             return {}  # the session's checkpoint failed to load; its error is already shown
-        return {"steps": pipe.sampler_config.for_task(task).steps}
+        config = pipe.sampler_config.for_task(task)
+        return {"steps": config.steps, "temperature": config.temperature}
 
     def _model_line(self, pipe, key: str) -> str:
         warnings = "".join(f"<br>⚠️ {html.escape(w)}" for w in model_warnings(pipe))

@@ -229,7 +229,9 @@ def edit_positions(run: Run, cells: Sequence[str], token_offsets: Sequence[int])
 
 
 def _stream(pipe, checkpoint, task, settings, x_init, generate, inputs, warnings) -> Iterator[Progress]:
-    config = settings.sampler_config(pipe.sampler_config)
+    config = settings.sampler_config(
+        pipe.sampler_config.for_task(task)
+    )  # the task's own confidence noise etc.
     start = time.perf_counter()
     states, first = [], None
     for state in pipe.stream(x_init, generate, sampler_config=config, seed=settings.seed, decode_images=True):

@@ -77,11 +77,11 @@ def theme() -> gr.themes.Base:
     )
 
 
-def _task_steps_handler(handlers: DemoHandlers, task: str):
-    def task_steps(key):
-        return handlers.task_steps(task, key)
+def _task_defaults_handler(handlers: DemoHandlers, task: str):
+    def task_defaults(key):
+        return handlers.task_defaults(task, key)
 
-    return task_steps
+    return task_defaults
 
 
 def _wire(handler, names: tuple[str, ...] | list[str], components: dict[str, Any]):
@@ -435,9 +435,16 @@ def build_demo(handlers: DemoHandlers | None = None) -> gr.Blocks:
         )
 
         light = dict(queue=False, show_progress="hidden", api_visibility="private")
-        # each task tab starts the steps slider at that task's default (sampler_config.json's task_steps)
+        # each task tab starts the steps and temperature sliders at that task's defaults (sampler_config.json's
+        # task_steps and task_settings)
         for tab, task in (("tab_r2i", "report2image"), ("tab_i2r", "image2report"), ("tab_pair", "pair")):
-            on(c[tab].select, _task_steps_handler(handlers, task), [c["checkpoint"]], ("steps",), **light)
+            on(
+                c[tab].select,
+                _task_defaults_handler(handlers, task),
+                [c["checkpoint"]],
+                ("steps", "temperature"),
+                **light,
+            )
         on(
             c["replay"].input,
             handlers.replay,

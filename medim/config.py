@@ -14,6 +14,17 @@ from typing import Any
 
 # tasks a sampler_config.json may give their own step count (medim.sampling.TASKS less inpainting)
 SAMPLED_TASKS = ("report2image", "image2report", "pair")
+# The SamplerConfig fields a task may set for itself (`SamplerConfig.task_settings`).
+PER_TASK_FIELDS = (
+    "steps",
+    "schedule",
+    "temperature",
+    "confidence_noise",
+    "top_k",
+    "top_p",
+    "guidance_scale",
+    "guidance_schedule",
+)
 
 TIMESTEP_CONDITIONING = ("adaln", "additive", "off")
 ADALN_GATES = ("one_plus", "dit")
@@ -189,6 +200,10 @@ class SamplerConfig(_JsonConfig):
     # Steps for one task instead of `steps` ({"image2report": 24}): the directions differ in how much each step
     # buys. A call's explicit `steps` still wins.
     task_steps: dict[str, int] = field(default_factory=dict)
+    # Other settings for one task ({"image2report": {"confidence_noise": 0.0, "temperature": 0.7}}): a report
+    # of ~40 words reads as one only when few words are committed per step, most confident first, while the
+    # image side draws its findings best with the shared settings. A call's explicit values still win.
+    task_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 1 <= self.steps <= 1024:
@@ -198,6 +213,20 @@ class SamplerConfig(_JsonConfig):
                 raise ValueError(f"task_steps has an unknown task {task!r}; tasks: {SAMPLED_TASKS}")
             if not isinstance(steps, int) or not 1 <= steps <= 1024:
                 raise ValueError(f"task_steps[{task!r}] must be an integer in [1, 1024], got {steps!r}")
+        for task, settings in self.task_settings.items():
+            if task not in SAMPLED_TASKS:
+                raise ValueError(f"task_settings has an unknown task {task!r}; tasks: {SAMPLED_TASKS}")
+            unknown = set(settings) - set(PER_TASK_FIELDS)
+            if unknown:
+                raise ValueError(
+                    f"task_settings[{task!r}] has {sorted(unknown)}; a task may set {PER_TASK_FIELDS}"
+                )
+            if "steps" in settings and task in self.task_steps:
+                raise ValueError(f"task {task!r} sets its steps twice (task_steps and task_settings)")
+            try:  # the values must make a valid configuration on their own
+                dataclasses.replace(self, task_steps={}, task_settings={}, **settings)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"task_settings[{task!r}]: {error}") from error
         _check_choice("schedule", self.schedule, UNMASK_SCHEDULES)
         _check_choice("guidance_schedule", self.guidance_schedule, GUIDANCE_SCHEDULES)
         if self.temperature < 0:
@@ -212,6 +241,10 @@ class SamplerConfig(_JsonConfig):
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
 
     def for_task(self, task: str) -> SamplerConfig:
-        """These settings with the task's own step count (``task_steps``), if it has one."""
-        steps = self.task_steps.get(task)
-        return self if steps is None or steps == self.steps else dataclasses.replace(self, steps=steps)
+        """These settings with the task's own step count (``task_steps``) and other settings (``task_settings``),
+        where it has them; validated like any SamplerConfig."""
+        own = dict(self.task_settings.get(task, {}))
+        if task in self.task_steps:
+            own["steps"] = self.task_steps[task]
+        own = {name: value for name, value in own.items() if getattr(self, name) != value}
+        return dataclasses.replace(self, **own) if own else self

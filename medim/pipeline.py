@@ -343,12 +343,14 @@ class MeDiMPipeline:
         overrides: dict[str, Any] | None = None,
         task: str | None = None,
     ) -> SamplerConfig:
-        """The sampler configuration a call uses: `sampler_config` as given, else the pipeline's own with the
-        task's step count when `task` is given (`SamplerConfig.task_steps`); then the non-None `overrides`
-        (SamplerConfig fields) applied."""
-        overrides = overrides or {}
-        base = sampler_config or (self.sampler_config.for_task(task) if task else self.sampler_config)
-        overrides = {k: v for k, v in overrides.items() if v is not None}
+        """The sampler configuration a call uses: `sampler_config` as given, else the pipeline's own, for a
+        `task` with that task's own settings (`SamplerConfig.for_task`; `task_steps` and `task_settings` may be
+        overridden too); then the other non-None `overrides` (SamplerConfig fields) applied."""
+        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        base = sampler_config or self.sampler_config
+        if sampler_config is None and task:
+            per_task = {k: overrides.pop(k) for k in ("task_steps", "task_settings") if k in overrides}
+            base = (dataclasses.replace(base, **per_task) if per_task else base).for_task(task)
         return dataclasses.replace(base, **overrides) if overrides else base
 
     def stream(

@@ -330,14 +330,36 @@ def test_the_page_the_text_box_the_bundle_and_the_cli_show_the_same_report(handl
     assert box and page == words(box) == words(bundle) == words(from_cli)
 
 
-def test_task_tabs_start_the_steps_slider_at_each_task_s_own_count(handlers, pipe, tmp_path):
+def test_task_tabs_start_the_steps_and_temperature_sliders_at_each_task_s_own_settings(
+    handlers, pipe, tmp_path
+):
     saved = pipe.save_pretrained(tmp_path / "ckpt")
     config = json.loads((saved / "sampler_config.json").read_text())
-    config.update(steps=6, task_steps={"image2report": 9})
+    config.update(
+        steps=6,
+        temperature=1.0,
+        task_steps={"image2report": 9},
+        task_settings={"image2report": {"temperature": 0.7}, "pair": {"steps": 8}},
+    )
     (saved / "sampler_config.json").write_text(json.dumps(config))
     key = handlers.load_checkpoint(None, str(saved), None)["checkpoint"]
-    assert handlers.task_steps("image2report", key) == {"steps": 9}
-    assert handlers.task_steps("report2image", key) == {"steps": 6}
-    assert handlers.task_steps("pair", key) == {"steps": 6}
-    # a checkpoint that cannot be loaded leaves the slider alone (its error is shown elsewhere)
-    assert handlers.task_steps("image2report", str(tmp_path / "nowhere")) == {}
+    assert handlers.task_defaults("image2report", key) == {"steps": 9, "temperature": 0.7}
+    assert handlers.task_defaults("report2image", key) == {"steps": 6, "temperature": 1.0}
+    assert handlers.task_defaults("pair", key) == {"steps": 8, "temperature": 1.0}
+    # a checkpoint that cannot be loaded leaves the sliders alone (its error is shown elsewhere)
+    assert handlers.task_defaults("image2report", str(tmp_path / "nowhere")) == {}
+
+
+def test_a_task_s_own_confidence_noise_reaches_the_demo_s_stream(handlers, pipe, tmp_path):
+    # Confidence noise has no slider: the demo must take it from the checkpoint's settings for the task.
+    saved = pipe.save_pretrained(tmp_path / "ckpt")
+    config = json.loads((saved / "sampler_config.json").read_text())
+    config["task_settings"] = {"image2report": {"confidence_noise": 0.0}}
+    (saved / "sampler_config.json").write_text(json.dumps(config))
+    key = handlers.load_checkpoint(None, str(saved), None)["checkpoint"]
+    scan = phantom(seed=3)
+    run = run_all(handlers.generate_report(scan, *settings_args(steps=5, seed=4), key))[-1]["run"]
+    expected = pipe.generate_report(
+        scan, seed=4, steps=5, temperature=1.0, guidance_scale=0.0, schedule="arccos", confidence_noise=0.0
+    )
+    assert torch.equal(run.tokens, expected.tokens)

@@ -182,7 +182,9 @@ def test_a_task_may_have_its_own_step_count_and_an_explicit_one_wins(tmp_path):
     assert own.generate_image("FINDINGS: Normal heart.").settings["steps"] == 3
     assert own.generate_report(scan, steps=2).settings["steps"] == 2  # the call's own steps
     given = SamplerConfig(steps=4, task_steps={"image2report": 9})
-    assert own.generate_report(scan, sampler_config=given).settings["steps"] == 4  # a given config is used as is
+    assert (
+        own.generate_report(scan, sampler_config=given).settings["steps"] == 4
+    )  # a given config is used as is
     # the setting survives save / load, and a bad one is refused
     loaded = MeDiMPipeline.from_pretrained(own.save_pretrained(tmp_path / "ckpt"), device="cpu")
     assert loaded.sampler_config.task_steps == {"image2report": 5}
@@ -190,3 +192,39 @@ def test_a_task_may_have_its_own_step_count_and_an_explicit_one_wins(tmp_path):
         SamplerConfig(task_steps={"inpaint": 4})
     with pytest.raises(ValueError, match="integer in"):
         SamplerConfig(task_steps={"pair": 0})
+
+
+def test_a_task_may_have_its_own_sampler_settings_and_explicit_values_win(tmp_path):
+    import dataclasses
+
+    from medim.config import SamplerConfig
+
+    own = build_random_pipeline(
+        hidden=32, layers=1, image_size=16, grid=4, codebook=16, text_tokens=12, text_vocab=280
+    )
+    own.sampler_config = dataclasses.replace(
+        own.sampler_config,
+        steps=3,
+        temperature=1.0,
+        task_settings={"image2report": {"steps": 5, "confidence_noise": 0.0, "temperature": 0.7}},
+    )
+    scan = Image.new("L", (16, 16), 128)
+    report = own.generate_report(scan).settings
+    assert (report["steps"], report["confidence_noise"], report["temperature"]) == (5, 0.0, 0.7)
+    image = own.generate_image("FINDINGS: Normal heart.").settings
+    assert (image["steps"], image["confidence_noise"], image["temperature"]) == (3, 1.0, 1.0)
+    called = own.generate_report(scan, temperature=1.2, steps=2).settings  # the call's own values win
+    assert (called["steps"], called["confidence_noise"], called["temperature"]) == (2, 0.0, 1.2)
+    # a call may also replace the task settings themselves
+    replaced = own.generate_report(scan, task_settings={"image2report": {"steps": 4}}).settings
+    assert (replaced["steps"], replaced["confidence_noise"], replaced["temperature"]) == (4, 1.0, 1.0)
+    loaded = MeDiMPipeline.from_pretrained(own.save_pretrained(tmp_path / "ckpt"), device="cpu")
+    assert loaded.sampler_config.for_task("image2report") == own.sampler_config.for_task("image2report")
+    with pytest.raises(ValueError, match="unknown task"):
+        SamplerConfig(task_settings={"inpaint": {"steps": 4}})
+    with pytest.raises(ValueError, match="a task may set"):
+        SamplerConfig(task_settings={"pair": {"pad_suffix": False}})
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        SamplerConfig(task_settings={"pair": {"temperature": -1.0}})
+    with pytest.raises(ValueError, match="sets its steps twice"):
+        SamplerConfig(task_steps={"pair": 4}, task_settings={"pair": {"steps": 5}})
