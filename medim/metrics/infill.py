@@ -43,6 +43,32 @@ def infill_accuracy(
         sequences, the mean log-probability (nats) of the true token there (over the ids the sampler may place),
         the number of masked positions, and the fraction asked for.
     """
+    masked, correct, log_likelihood = infill_predictions(
+        model, sequences, modality, fraction=fraction, schedule=schedule, batch_size=batch_size, seed=seed
+    )
+    total = int(masked.sum())
+    return {
+        "accuracy": int(correct[masked].sum()) / total if total else float("nan"),
+        "log_likelihood": float(log_likelihood[masked].sum()) / total if total else float("nan"),
+        "masked": total,
+        "fraction": fraction,
+    }
+
+
+@torch.no_grad()
+def infill_predictions(
+    model,
+    sequences: torch.Tensor,
+    modality: str,
+    *,
+    fraction: float = 0.15,
+    schedule: str = "loglinear",
+    batch_size: int = 64,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per position, what :func:`infill_accuracy` counts (same arguments, same masks): ``(masked, correct,
+    log_likelihood)``, each ``[N, L]`` on the CPU; ``correct`` and ``log_likelihood`` are meaningful where
+    ``masked`` (a benchmark can then split the accuracy by what each position holds)."""
     if modality not in ("text", "image"):
         raise ValueError(f"modality must be 'text' or 'image', got {modality!r}")
     if not 0 < fraction < 1:
@@ -58,10 +84,9 @@ def infill_accuracy(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    correct = total = 0
-    log_likelihood = 0.0
+    masks, corrects, log_likelihoods = [], [], []
     for start in range(0, len(sequences), batch_size):
-        x0 = sequences[start : start + batch_size]
+        x0 = sequences[start : start + batch_size].cpu()
         eligible = (position_modality == kind)[None].expand_as(x0)
         if kind == TEXT:
             eligible = eligible & (x0 != layout.pad_id)
@@ -70,14 +95,10 @@ def infill_accuracy(
         t = torch.full((len(x0),), t_value)
         logits = model(xt.to(device), t.to(device)).float().cpu()
         logits = logits.masked_fill(~allowed, float("-inf"))
-        predicted = logits.argmax(-1)
-        correct += int((predicted[masked] == x0[masked]).sum())
-        log_likelihood += float(logits.log_softmax(-1).gather(-1, x0[..., None])[..., 0][masked].sum())
-        total += int(masked.sum())
+        masks.append(masked)
+        corrects.append(logits.argmax(-1) == x0)
+        log_likelihoods.append(
+            logits.log_softmax(-1).gather(-1, x0[..., None])[..., 0].masked_fill(~masked, 0.0)
+        )
     model.train(was_training)
-    return {
-        "accuracy": correct / total if total else float("nan"),
-        "log_likelihood": log_likelihood / total if total else float("nan"),
-        "masked": total,
-        "fraction": fraction,
-    }
+    return torch.cat(masks), torch.cat(corrects), torch.cat(log_likelihoods)
