@@ -39,6 +39,20 @@ SETTINGS: dict[str, tuple[dict, str]] = {
     "steps24_temp0.7": ({"steps": 24, "temperature": 0.7}, "24 steps at temperature 0.7"),
     "guidance1.5": ({"guidance_scale": 1.5}, "classifier-free guidance 1.5 (condition blanked to [MASK])"),
     "guidance3": ({"guidance_scale": 3.0}, "classifier-free guidance 3"),
+    "k12_noise1": (
+        {"steps": 12, "confidence_noise": 1.0},
+        "12 steps with confidence noise 1: the shared settings (image→report before its own settings)",
+    ),
+    "steps48": ({"steps": 48, "confidence_noise": 1.0}, "48 MaskGIT steps, confidence noise 1"),
+    "steps48_no_noise": ({"steps": 48, "confidence_noise": 0.0}, "48 steps, most confident first"),
+    "steps32_no_noise_temp0.7": (
+        {"steps": 32, "confidence_noise": 0.0, "temperature": 0.7},
+        "32 steps, most confident first, temperature 0.7",
+    ),
+    "steps48_no_noise_temp0.7": (
+        {"steps": 48, "confidence_noise": 0.0, "temperature": 0.7},
+        "48 steps, most confident first, temperature 0.7",
+    ),
     "guidance1.5_linear": (
         {"guidance_scale": 1.5, "guidance_schedule": "linear"},
         "guidance ramped from 0 to 1.5 over the steps",
@@ -74,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     import torch
 
+    from medim.data.synthetic import corpus_recipe
     from medim.evaluation import finding_scores, load_eval_dataset
     from medim.pipeline import MeDiMPipeline
 
@@ -88,23 +103,29 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--first {args.first} is outside the {len(dataset)} validation pairs")
     records = [dataset[i] for i in range(args.first, min(args.first + args.pairs, len(dataset)))]
     judge = load_judge(Path(args.judge))
+    # The synthetic corpus's templates also say whether the written reports read as reports.
+    form = "image2report" in tasks and corpus_recipe(args.corpus) is not None
     results = {}
     for name in names:
         overrides, note = SETTINGS[name]
         results[name] = {
             "note": note,
             "overrides": overrides,
-            "scores": finding_scores(pipe, records, judge, sampler=overrides, tasks=tasks),
+            "scores": finding_scores(pipe, records, judge, sampler=overrides, tasks=tasks, report_form=form),
         }
         print(f"[sampler] {name}: {json.dumps(results[name]['scores'])}", flush=True)
     Path(args.out).with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     metrics = [m for m, task in (("ce_f1", "image2report"), ("judge_f1", "report2image")) if task in tasks]
     titles = {"ce_f1": "CE-F1", "judge_f1": "judge F1"}
     header = ["setting", "what it tests", *[f"{titles[m]} {d} (chance)" for m in metrics for d in DOMAINS]]
+    if form:
+        header += [f"well-formed sentences / reports {d}" for d in DOMAINS]
     rows = []
     for name, entry in results.items():
         s = entry["scores"]
         cells = [f"{s[f'{m}/{d}']:.3f} ({s[f'{m}_chance/{d}']:.3f})" for m in metrics for d in DOMAINS]
+        if form:
+            cells += [f"{s[f'form_sentences/{d}']:.3f} / {s[f'form_reports/{d}']:.3f}" for d in DOMAINS]
         rows.append([name, entry["note"], *cells])
     sections = [
         f"Checkpoint `{Path(args.checkpoint).name}` (sha256 {pipe.checkpoint_hash[:12]}), validation pairs "
