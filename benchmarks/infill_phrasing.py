@@ -32,13 +32,27 @@ CLASSES = ("common", "held-out, known words", "novel word")
 _WORD = re.compile(r"[a-z0-9&]+")
 
 
+def training_reports(corpus: Path) -> list[str]:
+    with open(corpus / "train" / "metadata.jsonl", encoding="utf-8") as handle:
+        return [json.loads(line)["report"] for line in handle]
+
+
 def training_words(corpus: Path) -> set[str]:
     """Every lower-cased word of every training report of the corpus."""
-    words: set[str] = set()
-    with open(corpus / "train" / "metadata.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            words.update(_WORD.findall(json.loads(line)["report"].lower()))
-    return words
+    return {word for report in training_reports(corpus) for word in _WORD.findall(report.lower())}
+
+
+def training_token_ids(corpus: Path, tokenizer) -> set[int]:
+    """Every text id that occurs in some tokenised training report: the only ids whose input embeddings training
+    ever updated."""
+    from medim.reports import clean_report_text
+
+    reports = [clean_report_text(report) for report in training_reports(corpus)]
+    seen: set[int] = set()
+    for start in range(0, len(reports), 5000):
+        for ids in tokenizer(reports[start : start + 5000], add_special_tokens=False)["input_ids"]:
+            seen.update(ids)
+    return seen
 
 
 def token_classes(report: str, domain: str, tokenizer, known: set[str], limit: int) -> list[tuple[int, str]]:
@@ -70,8 +84,9 @@ def token_classes(report: str, domain: str, tokenizer, known: set[str], limit: i
     return classes
 
 
-def split_infill(pipe, records, known: set[str], seed: int = 0) -> dict:
-    """Per domain: the infill accuracy overall and per class, with each class's share of the masked tokens."""
+def split_infill(pipe, records, known: set[str], seed: int = 0, trained_ids: set[int] | None = None) -> dict:
+    """Per domain: the infill accuracy overall and per class, with each class's share of the masked tokens, and
+    (given ``trained_ids``) the share of all report tokens whose id no training report contains."""
     import torch
 
     from medim.metrics.infill import infill_predictions
@@ -104,8 +119,14 @@ def split_infill(pipe, records, known: set[str], seed: int = 0) -> dict:
         total = sum(n for _c, n in counts.values())
         right = sum(c for c, _n in counts.values())
         novel_right, novel = counts["novel word"]
+        report_ids = sequences[:, text][sequences[:, text] != layout.pad_id].tolist()
         results[domain] = {
             "pairs": len(rows),
+            "untrained_ids": (
+                sum(token not in trained_ids for token in report_ids) / len(report_ids)
+                if trained_ids
+                else None
+            ),
             "masked": total,
             "accuracy": right / total,
             "classes": {
@@ -135,11 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_description()
     pipe = MeDiMPipeline.from_pretrained(args.checkpoint)
     known = training_words(corpus)
+    trained_ids = training_token_ids(corpus, pipe.text_tokenizer)
     results = {}
     for split in ("val", "test"):
         dataset = load_eval_dataset(corpus, split)
         records = [dataset[i] for i in range(min(args.pairs, len(dataset)))]
-        results[split] = split_infill(pipe, records, known)
+        results[split] = split_infill(pipe, records, known, trained_ids=trained_ids)
         print(f"[infill_phrasing] {split}: {json.dumps(results[split])}", flush=True)
     Path(args.out).with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
 
@@ -154,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "accuracy",
         *[f"{k}: accuracy (share)" for k in CLASSES],
         "ceiling",
+        "report tokens with an id no training report contains",
     ]
     rows = [
         [
@@ -163,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{entry['accuracy']:.3f}",
             *[cell(entry["classes"][kind]) for kind in CLASSES],
             f"{entry['ceiling']:.3f}",
+            f"{entry['untrained_ids']:.1%}",
         ]
         for split, per_domain in results.items()
         for domain, entry in per_domain.items()
@@ -170,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     sections = [
         f"Checkpoint `{Path(args.checkpoint).name}` (sha256 {pipe.checkpoint_hash[:12]}), the first {args.pairs} "
         f"pairs of each split of `{args.corpus}`, 15 % of each report's tokens masked, seed 0 per domain (the "
-        f"masks of `python -m medim evaluate`); {len(known):,} distinct words in the training reports.",
+        f"masks of `python -m medim evaluate`); {len(known):,} distinct words in the training reports, written "
+        f"with {len(trained_ids):,} of the text tokenizer's {len(pipe.text_tokenizer):,} ids. An id no training "
+        "report contains has an input embedding that training never updated.",
         markdown_table(header, rows),
     ]
     write_result(

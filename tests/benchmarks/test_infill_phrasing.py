@@ -32,6 +32,7 @@ def test_the_table_splits_each_domain_s_masked_tokens_into_the_three_classes(tin
         for entry in per_domain.values():
             assert sum(entry["classes"][kind]["share"] for kind in CLASSES) == pytest.approx(1.0)
             assert entry["accuracy"] <= entry["ceiling"] <= 1.0
+            assert 0 <= entry["untrained_ids"] < 1
             if split == "val":  # held-out phrasings are written into the test split only
                 assert entry["classes"]["held-out, known words"]["share"] == 0.0
     assert any(e["classes"]["held-out, known words"]["share"] > 0 for e in results["test"].values())
