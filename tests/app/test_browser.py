@@ -75,9 +75,11 @@ def _show_step(page, step: int, steps: int) -> None:
     box = page.locator("#medim-replay input[type=number]")
     box.fill(str(step))
     box.press("Enter")
-    # a run whose every slot was decided early (words, then free padding) jumps from there to its last step
+    # a run whose every slot was decided early (words, then free padding) jumps from there to its last step, so
+    # a replayed step past that shows the last one; the replay's own detail line tells it from the live view
     page.wait_for_function(
-        f"() => ['Step {step} / {steps}', 'Step {steps} / {steps}']"
+        f"() => document.querySelector('#medim-status .medim-detail')?.innerText.startsWith('replay') && "
+        f"['Step {step} / {steps}', 'Step {steps} / {steps}']"
         ".includes(document.querySelector('#medim-status .medim-step')?.innerText)",
         timeout=10_000,
     )
