@@ -33,21 +33,22 @@ _WORD = re.compile(r"[a-z0-9&]+")
 
 
 def training_reports(corpus: Path) -> list[str]:
+    """Every training report of the corpus."""
     with open(corpus / "train" / "metadata.jsonl", encoding="utf-8") as handle:
         return [json.loads(line)["report"] for line in handle]
 
 
-def training_words(corpus: Path) -> set[str]:
-    """Every lower-cased word of every training report of the corpus."""
-    return {word for report in training_reports(corpus) for word in _WORD.findall(report.lower())}
+def training_words(reports: list[str]) -> set[str]:
+    """Every lower-cased word of the training reports."""
+    return {word for report in reports for word in _WORD.findall(report.lower())}
 
 
-def training_token_ids(corpus: Path, tokenizer) -> set[int]:
+def training_token_ids(reports: list[str], tokenizer) -> set[int]:
     """Every text id that occurs in some tokenised training report: the only ids whose input embeddings training
     ever updated."""
     from medim.reports import clean_report_text
 
-    reports = [clean_report_text(report) for report in training_reports(corpus)]
+    reports = [clean_report_text(report) for report in reports]
     seen: set[int] = set()
     for start in range(0, len(reports), 5000):
         for ids in tokenizer(reports[start : start + 5000], add_special_tokens=False)["input_ids"]:
@@ -87,21 +88,15 @@ def token_classes(report: str, domain: str, tokenizer, known: set[str], limit: i
 def split_infill(pipe, records, known: set[str], seed: int = 0, trained_ids: set[int] | None = None) -> dict:
     """Per domain: the infill accuracy overall and per class, with each class's share of the masked tokens, and
     (given ``trained_ids``) the share of all report tokens whose id no training report contains."""
-    import torch
-
+    from medim.evaluation import pack_records
     from medim.metrics.infill import infill_predictions
     from medim.reports import clean_report_text
 
     layout, results = pipe.layout, {}
     for domain in DOMAINS:
         rows = [r for r in records if r.domain == domain]
-        reports = [clean_report_text(r.report) for r in rows]
-        sequences = []
-        for start in range(0, len(rows), 50):  # the evaluation's batches
-            text_ids, _ = pipe.encode_reports(reports[start : start + 50])
-            codes = pipe.encode_images([r.image for r in rows[start : start + 50]])
-            sequences.append(layout.pack(text_ids, codes))
-        sequences = torch.cat(sequences)
+        reports = [clean_report_text(r.report) for r in rows]  # the text the tokenizer's offsets refer to
+        sequences = pack_records(pipe, rows).cpu()
         masked, correct, _ = infill_predictions(
             pipe.model, sequences, "text", fraction=0.15, schedule=pipe.noise_schedule_name, seed=seed
         )
@@ -155,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     corpus = Path(args.corpus)
     machine = machine_description()
     pipe = MeDiMPipeline.from_pretrained(args.checkpoint)
-    known = training_words(corpus)
-    trained_ids = training_token_ids(corpus, pipe.text_tokenizer)
+    reports = training_reports(corpus)
+    known = training_words(reports)
+    trained_ids = training_token_ids(reports, pipe.text_tokenizer)
     results = {}
     for split in ("val", "test"):
         dataset = load_eval_dataset(corpus, split)

@@ -124,6 +124,20 @@ def load_eval_dataset(data: str | Path, split: str = "test"):
     )
 
 
+def pack_records(pipe, records, batch_size: int = 50):
+    """The clean packed sequences ``[N, L]`` of the records (their reports and images encoded ``batch_size`` at a
+    time), on the pipeline's device: what infill masks."""
+    import torch
+
+    sequences = []
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        text_ids, _ = pipe.encode_reports([r.report for r in chunk])
+        codes = pipe.encode_images([r.image for r in chunk])
+        sequences.append(pipe.layout.pack(text_ids.to(pipe.device), codes.to(pipe.device)))
+    return torch.cat(sequences)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Batched generation
 # ---------------------------------------------------------------------------------------------------------
@@ -323,18 +337,10 @@ class Evaluator:
     def infill(self, fraction: float = 0.15) -> dict:
         """15 %-masked report and image infill accuracy on the evaluation pairs (`medim.metrics.infill`): one
         denoiser pass per batch, no sampling, so it reads what the model learned without the sampler's noise."""
-        import torch
-
         from medim.metrics.infill import infill_accuracy
 
         pipe, rows = self.pipe, {}
-        sequences = []
-        for start in range(0, len(self.records), self.settings.batch_size):
-            chunk = self.records[start : start + self.settings.batch_size]
-            text_ids, _ = pipe.encode_reports([r.report for r in chunk])
-            codes = pipe.encode_images([r.image for r in chunk])
-            sequences.append(pipe.layout.pack(text_ids.to(pipe.device), codes.to(pipe.device)))
-        sequences = torch.cat(sequences)
+        sequences = pack_records(pipe, self.records, self.settings.batch_size)
         schedule = pipe.noise_schedule_name
         for modality in ("text", "image"):
             overall = infill_accuracy(
@@ -399,6 +405,7 @@ class Evaluator:
 
     def image2report(self) -> dict:
         from medim.metrics.clinical import chance_clinical_efficacy, clinical_efficacy, domain_findings
+        from medim.metrics.report_form import report_form
         from medim.metrics.text import report_metrics
 
         started = time.perf_counter()
@@ -433,8 +440,6 @@ class Evaluator:
             if all(labels is not None for labels in truth):
                 entry["ce_vs_labels"] = clinical_efficacy(generated_labels, truth, findings)
             if self.settings.report_form:
-                from medim.metrics.report_form import report_form
-
                 entry["form"] = report_form(hypotheses, [domain] * len(hypotheses))[domain]
             per_domain[domain] = entry
         if self.samples_dir is not None:

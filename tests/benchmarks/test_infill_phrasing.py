@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from benchmarks.infill_phrasing import CLASSES, main, split_infill, training_words
+from benchmarks.infill_phrasing import CLASSES, main, split_infill, training_reports, training_words
 from medim.commands.init_random import build_random_pipeline
 from medim.data.synthetic import write_corpus
 from medim.evaluation import EvaluationSettings, Evaluator, load_eval_dataset
@@ -52,7 +52,7 @@ def test_the_classes_add_up_to_the_evaluation_s_report_infill(tiny):
     pipe.model.forward = always_period
     dataset = load_eval_dataset(corpus, "test")
     records = [dataset[i] for i in range(24)]
-    split = split_infill(pipe, records, training_words(corpus))
+    split = split_infill(pipe, records, training_words(training_reports(corpus)))
     settings = EvaluationSettings(tasks=("report2image",), batch_size=50, seed=0)
     evaluated = Evaluator(pipe, records, settings, progress=False).infill()["report"]["per_domain"]
     for domain, entry in split.items():
