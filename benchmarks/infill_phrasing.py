@@ -88,8 +88,7 @@ def token_classes(report: str, domain: str, tokenizer, known: set[str], limit: i
 def split_infill(pipe, records, known: set[str], seed: int = 0, trained_ids: set[int] | None = None) -> dict:
     """Per domain: the infill accuracy overall and per class, with each class's share of the masked tokens, and
     (given ``trained_ids``) the share of all report tokens whose id no training report contains."""
-    from medim.evaluation import pack_records
-    from medim.metrics.infill import infill_predictions
+    from medim.evaluation import infill_as_evaluated, pack_records
     from medim.reports import clean_report_text
 
     layout, results = pipe.layout, {}
@@ -97,9 +96,7 @@ def split_infill(pipe, records, known: set[str], seed: int = 0, trained_ids: set
         rows = [r for r in records if r.domain == domain]
         reports = [clean_report_text(r.report) for r in rows]  # the text the tokenizer's offsets refer to
         sequences = pack_records(pipe, rows).cpu()
-        masked, correct, _ = infill_predictions(
-            pipe.model, sequences, "text", fraction=0.15, schedule=pipe.noise_schedule_name, seed=seed
-        )
+        masked, correct, _ = infill_as_evaluated(pipe, sequences, "text", seed=seed)
         counts = {kind: [0, 0] for kind in CLASSES}
         text = layout.text_slice
         for row, report in enumerate(reports):

@@ -144,7 +144,10 @@ class DiffusionConfig(_JsonConfig):
     `task_weights` gives how often a training sequence is masked jointly (both modalities at the same t),
     image-only (report→image) or text-only (image→report); `condition_dropout` replaces the clean condition with
     [MASK] so that classifier-free guidance has an unconditional model to contrast with; `prompt_keep_prob` keeps
-    the first report sentence unmasked in joint steps (the prompted-pair trick).
+    the first report sentence unmasked in joint steps (the prompted-pair trick); `unknown_word_rate` replaces
+    each report token the model reads (kept, not a target) with the text tokenizer's `<unk>` at that rate, so the
+    model learns to read around words it cannot read, and a pipeline reads every report id its training never
+    showed it as `<unk>` (word dropout).
     """
 
     schedule: str = "loglinear"
@@ -157,6 +160,7 @@ class DiffusionConfig(_JsonConfig):
     )
     condition_dropout: float = 0.1
     prompt_keep_prob: float = 0.1
+    unknown_word_rate: float = 0.0
     # "elbo": eq. 6 as written, w(t) times the masked NLL sum over the task's maskable positions. "masked_mean":
     # the masked NLL averaged over the positions actually masked. Both estimate the same per-token quantity
     # (E[#masked] = (1 - alpha_t) * positions), but the second divides by the realised count, which removes
@@ -176,7 +180,7 @@ class DiffusionConfig(_JsonConfig):
             raise ValueError(f"unknown task_weights keys {sorted(unknown)}")
         if any(v < 0 for v in self.task_weights.values()) or sum(self.task_weights.values()) <= 0:
             raise ValueError(f"task_weights must be >= 0 with a positive sum, got {self.task_weights}")
-        for name in ("condition_dropout", "prompt_keep_prob"):
+        for name in ("condition_dropout", "prompt_keep_prob", "unknown_word_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 

@@ -140,6 +140,7 @@ def make_training_batch(
     config: DiffusionConfig,
     *,
     prompt_lengths: torch.Tensor | None = None,
+    unknown_id: int | None = None,
     generator: torch.Generator | None = None,
 ) -> TrainingBatch:
     """Mask clean sequences x0 [B, L] for training.
@@ -148,8 +149,12 @@ def make_training_batch(
     `prompt_lengths[b]` report tokens, the prompted-pair trick); `report2image` masks only the image (the report
     is the condition); `image2report` masks only the report. With probability `condition_dropout` the clean
     condition of a conditional task is fully masked and not scored, which trains the unconditional model used
-    by classifier-free guidance.
+    by classifier-free guidance. With `unknown_word_rate` > 0 each report token left visible is replaced by
+    `unknown_id` (the text tokenizer's `<unk>`) at that rate; it is read, not scored, like the rest of the
+    condition.
     """
+    if config.unknown_word_rate > 0 and unknown_id is None:
+        raise ValueError("unknown_word_rate > 0 needs the text tokenizer's <unk> id (unknown_id)")
     batch, _ = x0.shape
     device = x0.device
     schedule = get_schedule(config.schedule)
@@ -177,6 +182,13 @@ def make_training_batch(
     blank = (is_image & cond_image) | (is_text & cond_text)
     xt = torch.where(blank, torch.full_like(xt, layout.mask_id), xt)
     target_mask = (xt == layout.mask_id) & maskable
+
+    if config.unknown_word_rate > 0:
+        visible_words = is_text & (xt != layout.mask_id) & (xt != layout.pad_id)
+        unknown = visible_words & (
+            torch.rand(xt.shape, generator=generator, device=device) < config.unknown_word_rate
+        )
+        xt = torch.where(unknown, torch.full_like(xt, unknown_id), xt)
     return TrainingBatch(x0=x0, xt=xt, t=t, target_mask=target_mask, task=tasks)
 
 

@@ -138,6 +138,22 @@ def pack_records(pipe, records, batch_size: int = 50):
     return torch.cat(sequences)
 
 
+def infill_as_evaluated(pipe, sequences, modality: str = "text", *, fraction: float = 0.15, seed: int = 0):
+    """`medim.metrics.infill.infill_predictions` of the pipeline's denoiser as `Evaluator.infill` runs it: with
+    its training noise schedule, reading what the pipeline reads (`pipe.model_input`)."""
+    from medim.metrics.infill import infill_predictions
+
+    return infill_predictions(
+        pipe.model,
+        sequences,
+        modality,
+        fraction=fraction,
+        schedule=pipe.noise_schedule_name,
+        seed=seed,
+        model_input=pipe.model_input,
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Batched generation
 # ---------------------------------------------------------------------------------------------------------
@@ -344,7 +360,13 @@ class Evaluator:
         schedule = pipe.noise_schedule_name
         for modality in ("text", "image"):
             overall = infill_accuracy(
-                pipe.model, sequences, modality, fraction=fraction, schedule=schedule, seed=self.settings.seed
+                pipe.model,
+                sequences,
+                modality,
+                fraction=fraction,
+                schedule=schedule,
+                seed=self.settings.seed,
+                model_input=pipe.model_input,
             )
             per_domain = {
                 domain: infill_accuracy(
@@ -354,6 +376,7 @@ class Evaluator:
                     fraction=fraction,
                     schedule=schedule,
                     seed=self.settings.seed,
+                    model_input=pipe.model_input,
                 )["accuracy"]
                 for domain, indices in self.groups.items()
             }

@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from medim.config import DiffusionConfig, MeDiMConfig, SamplerConfig
 from medim.diffusion import get_schedule
 from medim.heads import restricted_logits
 from medim.modeling import MeDiMModel
-from medim.reports import clean_report_text, report_notices
+from medim.reports import clean_report_text, report_notices, trained_spelling
 from medim.sampling import (
     MaskGITSampler,
     apply_guidance,
@@ -45,6 +45,8 @@ from medim.sampling import (
 from medim.tokenizers.text import decode_pieces
 from medim.vocab import IMAGE, TEXT, VocabLayout
 
+# the report ids a checkpoint's training reports held, written beside its weights by the training stage
+TRAINED_TEXT_IDS = "trained_text_ids.json"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default"
 
 
@@ -178,6 +180,7 @@ class MeDiMPipeline:
         sampler_config: SamplerConfig | None = None,
         info: dict[str, Any] | None = None,
         diffusion_config: DiffusionConfig | None = None,
+        trained_text_ids: Iterable[int] | None = None,
     ):
         self.model = model.eval()
         self.config: MeDiMConfig = model.config
@@ -194,6 +197,13 @@ class MeDiMPipeline:
             diffusion_config.schedule if diffusion_config else self.info.get("noise_schedule", "loglinear")
         )
         self.noise_schedule = get_schedule(self.noise_schedule_name)
+        # the report ids the denoiser's training reports held (trained_text_ids.json; None when not recorded)
+        self.trained_text_ids = (
+            None if trained_text_ids is None else frozenset(int(i) for i in trained_text_ids)
+        )
+        self._read_as = self._unknown_word_map()
+        # conditions are read in the case their words had in training (encode_reports(respell=True)); off: as typed
+        self.respell_reports = True
         # compute the output head only where the sampler reads it (exact; see medim.heads.restricted_logits)
         self.restrict_head = True
         if len(text_tokenizer) > self.config.text_vocab_size:
@@ -210,6 +220,37 @@ class MeDiMPipeline:
             raise ValueError(
                 f"image tokenizer grid {tuple(image_tokenizer.grid_size)} != model grid {self.config.image_grid}"
             )
+
+    def _unknown_word_map(self) -> torch.Tensor | None:
+        """Id -> the id the denoiser reads for it, when the checkpoint was trained to read `<unk>` for words it
+        cannot read (`unknown_word_rate` > 0, word dropout): every text id outside its training reports is read
+        as `<unk>`, whose meaning it learned, instead of through an embedding row no gradient ever reached."""
+        trained_to_read_unknown = self.diffusion_config and self.diffusion_config.unknown_word_rate > 0
+        if not trained_to_read_unknown or self.trained_text_ids is None:
+            return None
+        unknown = self.text_tokenizer.unk_token_id
+        if unknown is None:
+            raise ValueError(
+                "the checkpoint reads unknown words as <unk>, but its text tokenizer has no <unk>"
+            )
+        read_as = torch.arange(self.layout.vocab_size)
+        unseen = torch.ones(self.layout.text_vocab_size, dtype=torch.bool)
+        unseen[[i for i in self.trained_text_ids if 0 <= i < self.layout.text_vocab_size]] = False
+        read_as[: self.layout.text_vocab_size][unseen] = unknown
+        return read_as
+
+    @property
+    def reads_unknown_words(self) -> bool:
+        """Whether the denoiser reads each report id its training never held as `<unk>` (`model_input`)."""
+        return self._read_as is not None
+
+    def model_input(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The tokens [B, L] as the denoiser reads them: unchanged, except that a checkpoint trained with
+        unknown-word dropout reads each report id its training never showed it as `<unk>`. Only the model's
+        input changes; the sequence, the sampler's state and every output keep the ids that were written."""
+        if self._read_as is None:
+            return tokens
+        return self._read_as.to(tokens.device)[tokens]
 
     @property
     def device(self) -> torch.device:
@@ -250,6 +291,14 @@ class MeDiMPipeline:
                 raise ValueError(
                     f"{root / 'diffusion_config.json'} is not a valid diffusion config: {error}"
                 ) from error
+        trained_ids = None
+        if (root / TRAINED_TEXT_IDS).is_file():
+            try:
+                trained_ids = [int(i) for i in json.loads((root / TRAINED_TEXT_IDS).read_text())["ids"]]
+            except (ValueError, TypeError, KeyError, json.JSONDecodeError) as error:
+                raise ValueError(
+                    f"{root / TRAINED_TEXT_IDS} is not a list of trained text ids: {error}"
+                ) from error
         pipe = cls(
             model,
             load_text_tokenizer(root / "text_tokenizer"),
@@ -257,6 +306,7 @@ class MeDiMPipeline:
             sampler,
             info,
             diffusion_config=diffusion,
+            trained_text_ids=trained_ids,
         )
         if device is None:
             device = default_device()
@@ -270,6 +320,9 @@ class MeDiMPipeline:
         self.sampler_config.save(root / "sampler_config.json")
         if self.diffusion_config is not None:
             self.diffusion_config.save(root / "diffusion_config.json")
+        if self.trained_text_ids is not None:
+            ids = {"ids": sorted(self.trained_text_ids)}
+            (root / TRAINED_TEXT_IDS).write_text(json.dumps(ids) + "\n")
         merged = {k: v for k, v in {**self.info, **(info or {})}.items() if k not in ("path", "sha256")}
         (root / "checkpoint_info.json").write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
         self.text_tokenizer.save_pretrained(root / "text_tokenizer")
@@ -277,14 +330,27 @@ class MeDiMPipeline:
         return root
 
     # ---- inputs ----------------------------------------------------------------------------------------
-    def encode_reports(self, reports: list[str]) -> tuple[torch.Tensor, list[str]]:
-        """Reports -> padded text ids [B, T] and warnings (truncation)."""
+    def encode_reports(self, reports: list[str], *, respell: bool = False) -> tuple[torch.Tensor, list[str]]:
+        """Reports -> padded text ids [B, T] and warnings (truncation, words the model cannot read).
+
+        ``respell`` (conditions the model reads): with the checkpoint's trained ids known, a word whose written
+        capitals make it unreadable is read in the case its training reports wrote
+        (`medim.reports.trained_spelling`). Without it the ids are the written text's (what infill scores)."""
         warnings = []
         token_lists = []
         for index, report in enumerate(reports):
             report = clean_report_text(report)  # the validation the app and CLI share (ReportError)
             prefix = f"report {index}: " if len(reports) > 1 else ""
-            warnings += [prefix + notice for notice in report_notices(report, self.text_tokenizer)]
+            if respell and self.respell_reports and self.trained_text_ids is not None:
+                report, respelt = trained_spelling(report, self.text_tokenizer, self.trained_text_ids)
+                if respelt:
+                    shown = ", ".join(f"{written!r} as {read!r}" for written, read in respelt[:3])
+                    more = f" and {len(respelt) - 3} more" if len(respelt) > 3 else ""
+                    warnings.append(
+                        f"{prefix}Read {shown}{more}: the case the model's training reports write them in."
+                    )
+            notices = report_notices(report, self.text_tokenizer, trained_ids=self.trained_text_ids)
+            warnings += [prefix + notice for notice in notices]
             token_lists.append(self.text_tokenizer(report, add_special_tokens=False)["input_ids"])
         ids, truncated = self.layout.pad_text(token_lists)
         for index in truncated.nonzero().flatten().tolist():
@@ -329,13 +395,14 @@ class MeDiMPipeline:
                     torch.cat([x_t, unconditional_input(x_t, generate, self.layout)]) if guidance > 0 else x_t
                 )
                 times = torch.cat([t, t]) if guidance > 0 else t
-                return restricted_logits(self.model, self.model.hidden_states(inputs, times), need, guidance)
+                hidden = self.model.hidden_states(self.model_input(inputs), times)
+                return restricted_logits(self.model, hidden, need, guidance)
             if guidance > 0:
                 uncond = unconditional_input(x_t, generate, self.layout)
-                logits = self.model(torch.cat([x_t, uncond]), torch.cat([t, t]))
+                logits = self.model(self.model_input(torch.cat([x_t, uncond])), torch.cat([t, t]))
                 cond_logits, uncond_logits = logits.float().chunk(2)
                 return apply_guidance(cond_logits, uncond_logits, guidance)
-            return self.model(x_t, t).float()
+            return self.model(self.model_input(x_t), t).float()
 
     def sampler_settings(
         self,
@@ -457,7 +524,7 @@ class MeDiMPipeline:
         prompt_length = 0
         if task == "report2image":
             reports = [report] if isinstance(report, str) or report is None else list(report)
-            text, warnings = self.encode_reports(reports)
+            text, warnings = self.encode_reports(reports, respell=True)
             seq = layout.pack(text, empty_image.expand(len(reports), -1))
         elif task == "image2report":
             images = image if isinstance(image, list | tuple) else [image]
@@ -466,7 +533,7 @@ class MeDiMPipeline:
             seq = layout.pack(empty_text.expand(len(images), -1), self.encode_images(list(images)).cpu())
         elif task == "pair":
             if prompt is not None and prompt.strip():
-                text, warnings = self.encode_reports([prompt])
+                text, warnings = self.encode_reports([prompt], respell=True)
                 prompt_length = int((text[0] != layout.pad_id).sum())
                 seq = layout.pack(text, empty_image)
             else:

@@ -74,6 +74,7 @@ class ConditionCache:
         if guidance > 0:
             inputs = torch.cat([x_t, unconditional_input(x_t, generate, layout)])
             t = torch.cat([t, t])
+        inputs = pipe.model_input(inputs)  # what the denoiser reads (unknown report words as <unk>)
         active = generate.any(0).nonzero().flatten()  # generated positions (union over the batch)
         fixed = (~generate.any(0)).nonzero().flatten()  # condition and specials
         condition = inputs[:, fixed]

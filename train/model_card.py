@@ -22,6 +22,7 @@ PUBLISHED = (
     "sampler_config.json",
     "checkpoint_info.json",
     "diffusion_config.json",
+    "trained_text_ids.json",
     "train_config.yaml",
     "text_tokenizer",
     "image_tokenizer",

@@ -30,6 +30,11 @@ def describe(pipe) -> dict:
         f"tokens, codebook {config.codebook_size}",
         "report_tokens": layout.text_tokens,
         "text_vocab": config.text_vocab_size,
+        # which report ids training updated, and what the denoiser reads for the others
+        "trained_text_ids": "not recorded"
+        if pipe.trained_text_ids is None
+        else f"{len(pipe.trained_text_ids)} of {config.text_vocab_size}; the others are read "
+        + ("as <unk> (word dropout)" if pipe.reads_unknown_words else "as written"),
         "sequence_length": layout.seq_len,
         "adaptations": f"causal_attention={config.causal_attention}, timestep={config.timestep_conditioning}, "
         f"gate={config.adaln_gate}, attention={config.attn_implementation}",

@@ -26,6 +26,7 @@ def infill_accuracy(
     schedule: str = "loglinear",
     batch_size: int = 64,
     seed: int = 0,
+    model_input=None,
 ) -> dict[str, float]:
     """Top-1 accuracy of ``model`` at masked ``modality`` positions ("text" or "image") of clean ``sequences``.
 
@@ -44,7 +45,14 @@ def infill_accuracy(
         the number of masked positions, and the fraction asked for.
     """
     masked, correct, log_likelihood = infill_predictions(
-        model, sequences, modality, fraction=fraction, schedule=schedule, batch_size=batch_size, seed=seed
+        model,
+        sequences,
+        modality,
+        fraction=fraction,
+        schedule=schedule,
+        batch_size=batch_size,
+        seed=seed,
+        model_input=model_input,
     )
     total = int(masked.sum())
     return {
@@ -65,6 +73,7 @@ def infill_predictions(
     schedule: str = "loglinear",
     batch_size: int = 64,
     seed: int = 0,
+    model_input=None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per position, what :func:`infill_accuracy` counts (same arguments, same masks): ``(masked, correct,
     log_likelihood)``, each ``[N, L]`` on the CPU; ``correct`` and ``log_likelihood`` are meaningful where
@@ -93,7 +102,8 @@ def infill_predictions(
         masked = eligible & (torch.rand(x0.shape, generator=generator) < fraction)
         xt = torch.where(masked, torch.full_like(x0, layout.mask_id), x0)
         t = torch.full((len(x0),), t_value)
-        logits = model(xt.to(device), t.to(device)).float().cpu()
+        read = xt if model_input is None else model_input(xt)
+        logits = model(read.to(device), t.to(device)).float().cpu()
         logits = logits.masked_fill(~allowed, float("-inf"))
         masks.append(masked)
         corrects.append(logits.argmax(-1) == x0)

@@ -41,6 +41,13 @@ def test_info_says_the_checkpoint_is_random(checkpoint, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["kind"] == "random-init" and "noise" in info["warning"]
     assert info["sequence_length"] == 16 + 12 + 2
+    assert info["trained_text_ids"] == "not recorded"
+
+
+def test_info_says_which_report_ids_the_default_was_trained_on(capsys):
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["trained_text_ids"].startswith("342 of 1212; the others are read as ")
 
 
 @pytest.mark.parametrize("task", ["report2image", "pair"])

@@ -189,3 +189,38 @@ def test_masked_mean_normalisation_divides_by_the_masked_count_without_w_t():
     assert not torch.isclose(loss, elbo)  # the option really changes the estimator
     with pytest.raises(ValueError, match="loss_normalisation"):
         DiffusionConfig(loss_normalisation="mean")
+
+
+def test_unknown_word_dropout_replaces_only_visible_report_tokens_and_scores_the_same_targets():
+    layout = VocabLayout(text_vocab_size=30, codebook_size=8, image_tokens=6, text_tokens=10)
+    text = torch.randint(3, 30, (512, 10))
+    text[:, 7:] = layout.pad_id  # three padding slots per report
+    x0 = layout.pack(text, torch.randint(0, 8, (512, 6)))
+    unknown = 1
+    plain = make_training_batch(x0, layout, DiffusionConfig(), generator=torch.Generator().manual_seed(0))
+    dropped = make_training_batch(
+        x0,
+        layout,
+        DiffusionConfig(unknown_word_rate=0.25),
+        unknown_id=unknown,
+        generator=torch.Generator().manual_seed(0),
+    )
+    # the same masks, tasks and targets: dropout only changes what the model reads
+    assert torch.equal(dropped.target_mask, plain.target_mask) and dropped.task == plain.task
+    changed = dropped.xt != plain.xt
+    assert (dropped.xt[changed] == unknown).all()
+    assert not changed[:, layout.image_slice].any()
+    assert not (changed & (plain.xt == layout.mask_id)).any()  # masked positions stay masked
+    assert not (changed & (x0 == layout.pad_id)).any()  # padding is the report's length, never a word
+    visible_words = (plain.xt[:, layout.text_slice] != layout.mask_id) & (text != layout.pad_id)
+    rate = changed[:, layout.text_slice].sum() / visible_words.sum()
+    assert 0.2 < rate < 0.3
+
+
+def test_unknown_word_dropout_needs_the_unknown_id():
+    layout = VocabLayout(text_vocab_size=30, codebook_size=8, image_tokens=6, text_tokens=6)
+    x0 = layout.pack(torch.randint(0, 30, (4, 6)), torch.randint(0, 8, (4, 6)))
+    with pytest.raises(ValueError, match="unknown_id"):
+        make_training_batch(x0, layout, DiffusionConfig(unknown_word_rate=0.1))
+    with pytest.raises(ValueError, match="unknown_word_rate"):
+        DiffusionConfig(unknown_word_rate=1.5)

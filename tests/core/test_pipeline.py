@@ -228,3 +228,71 @@ def test_a_task_may_have_its_own_sampler_settings_and_explicit_values_win(tmp_pa
         SamplerConfig(task_settings={"pair": {"temperature": -1.0}})
     with pytest.raises(ValueError, match="sets its steps twice"):
         SamplerConfig(task_steps={"pair": 4}, task_settings={"pair": {"steps": 5}})
+
+
+def _unknown_word_checkpoint(pipe, root, trained_words: str, rate: float = 0.15):
+    """A copy of ``pipe`` saved with the ids of ``trained_words`` as its training ids and ``unknown_word_rate``."""
+    from medim.config import DiffusionConfig
+
+    trained = pipe.text_tokenizer(trained_words, add_special_tokens=False)["input_ids"]
+    path = pipe.save_pretrained(root)
+    DiffusionConfig(unknown_word_rate=rate).save(path / "diffusion_config.json")
+    (path / "trained_text_ids.json").write_text(json.dumps({"ids": sorted(set(trained))}))
+    return MeDiMPipeline.from_pretrained(path, device="cpu"), set(trained)
+
+
+def test_a_model_trained_with_word_dropout_reads_untrained_ids_as_unknown_and_outputs_keep_them(pipe, tmp_path):
+    words = "FINDINGS: The heart is enlarged."
+    loaded, trained = _unknown_word_checkpoint(pipe, tmp_path / "ckpt", words)
+    assert loaded.reads_unknown_words
+    report = "zqxv The heart."  # within the tiny model's 12 report tokens
+    x_init, generate, _ = loaded.prepare("report2image", report=report)
+    text = x_init[0, loaded.layout.text_slice]
+    words_ids = text[text != loaded.layout.pad_id]
+    read = loaded.model_input(x_init)[0, loaded.layout.text_slice][: len(words_ids)]
+    unknown = loaded.text_tokenizer.unk_token_id
+    for written, seen in zip(words_ids.tolist(), read.tolist()):
+        assert seen == (written if written in trained else unknown)
+    assert (read == unknown).any()
+    # the model's input is remapped, never the sequence: the condition comes back as written
+    seen_inputs = []
+    hidden_states = loaded.model.hidden_states
+
+    def recording(inputs, *args, **kwargs):
+        seen_inputs.append(inputs.clone())
+        return hidden_states(inputs, *args, **kwargs)
+
+    loaded.model.hidden_states = recording
+    try:
+        result = loaded.generate_image(report, steps=2, seed=0, guidance_scale=1.5)
+    finally:
+        del loaded.model.hidden_states
+    assert torch.equal(result.tokens[~generate], x_init[~generate])
+    assert len(seen_inputs) == 2  # one pass per step (conditional and unconditional rows together)
+    assert all((inputs[0, loaded.layout.text_slice] == unknown).any() for inputs in seen_inputs)
+    # the id map is the identity on every trained id and on everything outside the text vocabulary
+    everything = torch.arange(loaded.layout.vocab_size)[None]
+    mapped = loaded.model_input(everything)[0]
+    changed = (mapped != everything[0]).nonzero().flatten().tolist()
+    assert changed and all(i < loaded.layout.text_vocab_size and i not in trained for i in changed)
+    # the ids survive a save/load round trip
+    again = MeDiMPipeline.from_pretrained(loaded.save_pretrained(tmp_path / "again"), device="cpu")
+    assert again.trained_text_ids == loaded.trained_text_ids
+
+
+def test_without_word_dropout_or_trained_ids_the_model_reads_what_was_written(pipe, tmp_path):
+    plain, _ = _unknown_word_checkpoint(pipe, tmp_path / "plain", "FINDINGS: The heart.", rate=0.0)
+    ids = torch.arange(plain.layout.vocab_size)[None]
+    assert not plain.reads_unknown_words and torch.equal(plain.model_input(ids), ids)
+    assert not pipe.reads_unknown_words and pipe.trained_text_ids is None
+    # the notice names the words the checkpoint never trained on, even when it reads them as written
+    notices = plain.encode_reports(["FINDINGS: The heart zqxv."])[1]
+    assert any("zqxv" in notice and "training reports" in notice for notice in notices)
+    assert not any("training reports" in n for n in plain.encode_reports(["FINDINGS: The heart."])[1])
+
+
+def test_broken_trained_text_ids_are_a_clear_error(pipe, tmp_path):
+    root = pipe.save_pretrained(tmp_path / "ckpt")
+    (root / "trained_text_ids.json").write_text('{"words": [1, 2]}')
+    with pytest.raises(ValueError, match="trained_text_ids.json"):
+        MeDiMPipeline.from_pretrained(root, device="cpu")

@@ -281,3 +281,24 @@ def test_configure_cpu_threads():
             configure_cpu_threads(0)
     finally:
         torch.set_num_threads(saved)
+
+
+def test_condition_cache_reads_untrained_words_as_the_pipeline_does(pipe, tmp_path):
+    """A checkpoint trained with word dropout reads untrained report ids as <unk> on the cached path too."""
+    import json
+
+    from medim.config import DiffusionConfig
+    from medim.pipeline import MeDiMPipeline
+
+    root = pipe.save_pretrained(tmp_path / "ckpt")
+    DiffusionConfig(unknown_word_rate=0.15).save(root / "diffusion_config.json")
+    trained = pipe.text_tokenizer("FINDINGS: heart", add_special_tokens=False)["input_ids"]
+    (root / "trained_text_ids.json").write_text(json.dumps({"ids": sorted(set(trained))}))
+    reading = MeDiMPipeline.from_pretrained(root, device="cpu")
+    assert reading.reads_unknown_words
+    x, generate, _ = reading.prepare("report2image", report=REPORT)
+    assert not torch.equal(reading.model_input(x), x)
+    cached = ConditionCache(reading)(x, generate, 1.5)
+    torch.testing.assert_close(cached, reading.denoise_logits(x, generate, 1.5), atol=1e-4, rtol=1e-4)
+    # and the remapping matters: reading the ids as written gives other logits
+    assert not torch.allclose(cached, pipe.denoise_logits(x, generate, 1.5), atol=1e-4)

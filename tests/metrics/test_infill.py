@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from medim.metrics.infill import infill_accuracy
+from medim.metrics.infill import infill_accuracy, infill_predictions
 from medim.modeling import MeDiMModel
 from medim.vocab import IMAGE, TEXT
 from tests.core.helpers import tiny_config
@@ -80,3 +80,27 @@ def test_real_model_is_deterministic_for_a_seed_and_checks_its_input():
         infill_accuracy(model, clean, "text", fraction=1.0)
     with pytest.raises(ValueError, match="sequences"):
         infill_accuracy(model, clean[:, :-1], "text")
+
+
+def test_model_input_changes_what_the_model_reads_never_the_targets():
+    """A pipeline's ``model_input`` (unknown words read as <unk>) reaches the model; the masks and the targets
+    stay those of the written sequences, so the score cannot be gained by rewriting what is scored."""
+    model = MeDiMModel(tiny_config())
+    layout = model.layout
+    clean = _clean(layout)
+    plain = Oracle(layout, clean)
+    written = infill_predictions(plain, clean, "text", fraction=0.3)
+    unread = int(clean[written[0]][0])  # an id that is masked somewhere
+    unknown = 1 if unread != 1 else 2
+
+    def read(tokens):  # `unread` is read as `unknown`, as a pipeline reads an untrained id as <unk>
+        return torch.where(tokens == unread, torch.full_like(tokens, unknown), tokens)
+
+    reading = Oracle(layout, torch.stack([read(row) for row in clean]))
+    remapped = infill_predictions(reading, clean, "text", fraction=0.3, model_input=read)
+    assert torch.equal(remapped[0], written[0])  # the same masks
+    assert all(not (xt == unread).any() for xt, _t in reading.seen)  # the model read the remapped ids
+    masked, correct = remapped[0], remapped[1]
+    unread_targets = masked & (clean == unread)
+    assert unread_targets.any() and not correct[unread_targets].any()  # scored against the written id
+    assert correct[masked & (clean != unread)].all()

@@ -243,6 +243,35 @@ def test_warm_start_continues_from_the_published_weights_and_records_the_chain(p
     assert chain[0]["stream_offset"] == 0 and chain[1]["stream_offset"] == 6
 
 
+def test_word_dropout_run_records_its_training_ids_and_reads_the_rest_as_unknown(prepared, tmp_path):
+    """unknown_word_rate > 0: the export lists the report ids of the training cache (with the source's, on a warm
+    start), never writes <unk>, and its pipeline reads every other text id as <unk>."""
+    import numpy as np
+
+    from medim.pipeline import MeDiMPipeline
+    from medim.vocab import TEXT
+
+    out = _copy_prepared(prepared, tmp_path / "run")
+    assert main(["medim", "--config", "tiny", f"output_dir={out}", "diffusion.unknown_word_rate=0.2"]) == 0
+    pipe = MeDiMPipeline.from_pretrained(out / "medim", device="cpu")
+    cache_ids = np.unique(np.load(out / "cache" / "train" / "text_ids.npy"))
+    expected = {int(i) for i in cache_ids if i < pipe.layout.text_vocab_size}
+    assert pipe.trained_text_ids == expected
+    unknown = pipe.text_tokenizer.unk_token_id
+    assert unknown not in expected and unknown in pipe.config.suppressed_text_ids
+    assert not pipe.layout.allowed_tokens[TEXT, unknown]  # the sampler never writes it
+    assert pipe.reads_unknown_words and pipe.diffusion_config.unknown_word_rate == 0.2
+    # a warm start keeps the source's ids even when its own cache holds fewer
+    source_ids = json.loads((out / "medim" / "trained_text_ids.json").read_text())["ids"]
+    (out / "medim" / "trained_text_ids.json").write_text(json.dumps({"ids": [*source_ids, unknown + 1000]}))
+    follow = tmp_path / "follow"
+    shutil.copytree(prepared / "corpus", follow / "corpus")
+    args = ["medim", "--config", "tiny", f"output_dir={follow}", "--init-from", str(out / "medim")]
+    assert main([*args, "optim.max_steps=1"]) == 0
+    followed = json.loads((follow / "medim" / "trained_text_ids.json").read_text())["ids"]
+    assert set(followed) == expected | {unknown + 1000}
+
+
 def test_warm_start_with_new_image_codes_keeps_all_but_the_image_rows(prepared, tmp_path):
     """A finer image grid (its own vq stage) warm-started from a checkpoint on the old grid: the body, AdaLN,
     text and special rows are the source's; the image-code rows are fresh; the chain continues."""

@@ -13,6 +13,7 @@ import math
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -60,6 +61,8 @@ def build_model_config(config: TrainConfig, text_tokenizer, image_tokenizer) -> 
         attn_implementation=config.model.attn_implementation,
         image_size=config.data.image_size,
         domains=tuple(config.data.domain_weights),
+        # a model that reads <unk> for words it cannot read must never write it
+        suppressed_text_ids=(text_tokenizer.unk_token_id,) if config.diffusion.unknown_word_rate > 0 else (),
     )
 
 
@@ -375,6 +378,7 @@ def run(
         if not parts[needed].is_dir():
             raise ValueError(f"{out / needed} is missing: run the tokenizer and vq stages first (or `all`)")
     text_tokenizer = load_text_tokenizer(parts["text_tokenizer"])
+    unknown_id = text_tokenizer.unk_token_id  # what unknown-word dropout writes (diffusion.unknown_word_rate)
     image_tokenizer = load_image_tokenizer(parts["image_tokenizer"]).eval()
 
     model_config = build_model_config(config, text_tokenizer, image_tokenizer)
@@ -494,7 +498,7 @@ def run(
             x0, prompts = sampler.batch(position * config.optim.grad_accum + micro, layout)
             generator = _step_generator(config.seed, position, accelerator.process_index, micro)
             loss, stats = stage_loss(
-                model, x0, prompts, layout, config, objective, generator, accelerator.device
+                model, x0, prompts, layout, config, objective, generator, accelerator.device, unknown_id
             )
             accelerator.backward(loss / config.optim.grad_accum)
         if config.optim.clip_grad:
@@ -564,6 +568,7 @@ def run(
                 export_dir,
                 source_info,
                 objective=objective,
+                trained_text_ids=trained_text_ids(train_cache, layout, config.model.init_from),
             )
         plot_loss_curves(out / "logs")
     # the other processes wait here while the main one exports: the process group is torn down together, so
@@ -605,13 +610,18 @@ class ema_weights:
         self.ema.restore(self.model.parameters())
 
 
-def stage_loss(model, x0, prompts, layout, config: TrainConfig, objective: str, generator, device):
+def stage_loss(
+    model, x0, prompts, layout, config: TrainConfig, objective: str, generator, device, unknown_id=None
+):
     """(loss, stats) of one batch of clean sequences x0 [B, L] for the stage's objective: the next-token loss
-    (pretraining) or eq. 6 on a copy masked by the forward process with ``generator`` (diffusion)."""
+    (pretraining) or eq. 6 on a copy masked by the forward process with ``generator`` (diffusion; visible report
+    tokens become ``unknown_id`` at the config's ``unknown_word_rate``)."""
     if objective == "causal_lm":
         x0 = x0.to(device)
         return causal_lm_loss(model(x0, torch.zeros(x0.shape[0], device=device)), x0, layout)
-    batch = make_training_batch(x0, layout, config.diffusion, prompt_lengths=prompts, generator=generator)
+    batch = make_training_batch(
+        x0, layout, config.diffusion, prompt_lengths=prompts, unknown_id=unknown_id, generator=generator
+    )
     batch = type(batch)(
         x0=batch.x0.to(device),
         xt=batch.xt.to(device),
@@ -627,7 +637,9 @@ def validation_loss(
     model, cache, layout, config: TrainConfig, device, objective: str = "diffusion"
 ) -> dict[str, float]:
     """Eq. 6 loss (or, for the pretraining stage, the next-token loss) on fixed validation batches with fixed
-    masks, so values are comparable across steps."""
+    masks, so values are comparable across steps, and across runs: the reports are read as written (no
+    unknown-word dropout)."""
+    config = replace(config, diffusion=replace(config.diffusion, unknown_word_rate=0.0))
     sampler = BatchSampler(cache, config.data.domain_weights, config.optim.batch_size, seed=12345)
     totals = {"val_loss": 0.0, "val_nll_image": 0.0, "val_nll_text": 0.0}
     for index in range(config.eval.val_batches):
@@ -640,13 +652,32 @@ def validation_loss(
     return {k: v / max(1, config.eval.val_batches) for k, v in totals.items()}
 
 
-def _pipeline(model, text_tokenizer, image_tokenizer, config: TrainConfig, info=None):
+def _pipeline(model, text_tokenizer, image_tokenizer, config: TrainConfig, info=None, trained_text_ids=None):
     from medim.pipeline import MeDiMPipeline
 
     info = {"noise_schedule": config.diffusion.schedule, **(info or {})}
     return MeDiMPipeline(
-        model, text_tokenizer, image_tokenizer, config.sampler, info=info, diffusion_config=config.diffusion
+        model,
+        text_tokenizer,
+        image_tokenizer,
+        config.sampler,
+        info=info,
+        diffusion_config=config.diffusion,
+        trained_text_ids=trained_text_ids,
     )
+
+
+def trained_text_ids(cache, layout, init_from=None) -> list[int]:
+    """The report ids this run's training reports hold, with those of the chain it continues (the source's
+    trained_text_ids.json): the words the exported model can read."""
+    import numpy as np
+
+    from medim.pipeline import TRAINED_TEXT_IDS
+
+    ids = {int(i) for i in np.unique(np.asarray(cache.text_ids)) if 0 <= i < layout.text_vocab_size}
+    if init_from and (Path(init_from) / TRAINED_TEXT_IDS).is_file():
+        ids |= set(json.loads((Path(init_from) / TRAINED_TEXT_IDS).read_text())["ids"])
+    return sorted(ids)
 
 
 def write_samples(model, text_tokenizer, image_tokenizer, cache, config: TrainConfig, step: int) -> None:
@@ -686,6 +717,7 @@ def export(
     export_dir,
     source_info=None,
     objective: str = "diffusion",
+    trained_text_ids=None,
 ) -> None:
     train_csv = config.out / "logs" / "train.csv"
     val_csv = config.out / "logs" / "val.csv"
@@ -711,7 +743,7 @@ def export(
         "command": " ".join(["python", "-m", "train", *sys.argv[1:]]),
     }
     info["runs"] = training_chain(source_info or {}, config, info)
-    pipe = _pipeline(model, text_tokenizer, image_tokenizer, config, info)
+    pipe = _pipeline(model, text_tokenizer, image_tokenizer, config, info, trained_text_ids)
     pipe.save_pretrained(export_dir)
     shutil.copy(config.out / "train_config.yaml", export_dir / "train_config.yaml")
     print(f"exported pipeline -> {export_dir}")
