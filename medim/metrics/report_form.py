@@ -150,3 +150,32 @@ def report_form(reports: Sequence[str], domains: Sequence[str]) -> dict[str, dic
         domain: {"sentences": good / count, "reports": whole / reports_, "n": reports_}
         for domain, (good, count, whole, reports_) in totals.items()
     }
+
+
+def report_coherence(reports: Sequence[str], domains: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per domain, what sentence-by-sentence form cannot see: the share of reports that repeat a sentence word for
+    word (case and spacing aside), and the share that contradict themselves, one sentence stating a finding
+    (`medim.metrics.labeler`, each sentence labelled on its own) and another denying it. Chest films' derived
+    "No Finding" label is left out: it follows from the others."""
+    from medim.metrics.labeler import NEGATIVE, POSITIVE, label_report
+
+    if len(reports) != len(domains):
+        raise ValueError(f"{len(reports)} reports but {len(domains)} domains")
+    totals: dict[str, list[int]] = {}
+    for report, domain in zip(reports, domains):
+        sentences = [" ".join(s.lower().split()).rstrip(".") for s in _sentences(report)]
+        repeated = len(set(sentences)) < len(sentences)
+        stated: dict[str, set[int]] = {}
+        for sentence in _sentences(report):
+            for finding, status in label_report(sentence, domain).items():
+                if finding != "No Finding":
+                    stated.setdefault(finding, set()).add(status)
+        contradictory = any({POSITIVE, NEGATIVE} <= statuses for statuses in stated.values())
+        sums = totals.setdefault(domain, [0, 0, 0])
+        sums[0] += repeated
+        sums[1] += contradictory
+        sums[2] += 1
+    return {
+        domain: {"repeated": repeated / n, "contradictory": contradictory / n, "n": n}
+        for domain, (repeated, contradictory, n) in totals.items()
+    }

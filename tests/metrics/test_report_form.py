@@ -3,7 +3,7 @@
 import pytest
 
 from medim.data.synthetic import generate_report
-from medim.metrics.report_form import HARVEST, report_form, wellformed_sentences
+from medim.metrics.report_form import HARVEST, report_coherence, report_form, wellformed_sentences
 
 DOMAINS = ("chest_xray", "pathology")
 
@@ -49,3 +49,20 @@ def test_empty_reports_count_as_failures_and_bad_input_is_refused():
         wellformed_sentences("Heart size is normal.", "dermatology")
     with pytest.raises(ValueError, match="2 reports but 1 domains"):
         report_form(["a", "b"], ["chest_xray"])
+
+
+def test_the_corpus_never_contradicts_itself_and_a_generated_contradiction_or_repeat_is_caught():
+    reports, domains = [], []
+    for domain in DOMAINS:
+        for index in range(200):
+            reports.append(generate_report(index, seed=0, split="test", domain=domain)[0])
+            domains.append(domain)
+    coherence = report_coherence(reports, domains)
+    assert all(coherence[d]["contradictory"] == 0.0 and coherence[d]["n"] == 200 for d in DOMAINS)
+    written = "FINDINGS: Right middle lobe consolidation. Heart size is normal. IMPRESSION: Consolidation."
+    denied = written.replace("Heart size is normal.", "No consolidation is seen.")
+    doubled = written.replace("Heart size is normal.", "Heart size is normal. heart  size is normal.")
+    scores = report_coherence([written, denied, doubled], ["chest_xray"] * 3)["chest_xray"]
+    assert scores == {"repeated": pytest.approx(1 / 3), "contradictory": pytest.approx(1 / 3), "n": 3}
+    with pytest.raises(ValueError, match="domains"):
+        report_coherence([written], [])
