@@ -138,19 +138,24 @@ def pack_records(pipe, records, batch_size: int = 50):
     return torch.cat(sequences)
 
 
+def infill_options(pipe, *, fraction: float = 0.15, seed: int = 0) -> dict:
+    """The `medim.metrics.infill` options `Evaluator.infill` runs the pipeline's denoiser with: its training noise
+    schedule, and reading what the pipeline reads (`pipe.model_input`)."""
+    return {
+        "fraction": fraction,
+        "schedule": pipe.noise_schedule_name,
+        "seed": seed,
+        "model_input": pipe.model_input,
+    }
+
+
 def infill_as_evaluated(pipe, sequences, modality: str = "text", *, fraction: float = 0.15, seed: int = 0):
-    """`medim.metrics.infill.infill_predictions` of the pipeline's denoiser as `Evaluator.infill` runs it: with
-    its training noise schedule, reading what the pipeline reads (`pipe.model_input`)."""
+    """`medim.metrics.infill.infill_predictions` of the pipeline's denoiser with the evaluation's options (the
+    same masks as `Evaluator.infill` for the same sequences and seed)."""
     from medim.metrics.infill import infill_predictions
 
     return infill_predictions(
-        pipe.model,
-        sequences,
-        modality,
-        fraction=fraction,
-        schedule=pipe.noise_schedule_name,
-        seed=seed,
-        model_input=pipe.model_input,
+        pipe.model, sequences, modality, **infill_options(pipe, fraction=fraction, seed=seed)
     )
 
 
@@ -357,27 +362,11 @@ class Evaluator:
 
         pipe, rows = self.pipe, {}
         sequences = pack_records(pipe, self.records, self.settings.batch_size)
-        schedule = pipe.noise_schedule_name
+        options = infill_options(pipe, fraction=fraction, seed=self.settings.seed)
         for modality in ("text", "image"):
-            overall = infill_accuracy(
-                pipe.model,
-                sequences,
-                modality,
-                fraction=fraction,
-                schedule=schedule,
-                seed=self.settings.seed,
-                model_input=pipe.model_input,
-            )
+            overall = infill_accuracy(pipe.model, sequences, modality, **options)
             per_domain = {
-                domain: infill_accuracy(
-                    pipe.model,
-                    sequences[indices],
-                    modality,
-                    fraction=fraction,
-                    schedule=schedule,
-                    seed=self.settings.seed,
-                    model_input=pipe.model_input,
-                )["accuracy"]
+                domain: infill_accuracy(pipe.model, sequences[indices], modality, **options)["accuracy"]
                 for domain, indices in self.groups.items()
             }
             rows["report" if modality == "text" else "image"] = {**overall, "per_domain": per_domain}

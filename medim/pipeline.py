@@ -168,6 +168,18 @@ def load_denoiser_weights(
         )
 
 
+def load_trained_text_ids(root: str | os.PathLike) -> list[int] | None:
+    """The report ids of a pipeline directory's trained_text_ids.json, or None when it has none (a clear
+    ValueError when the file is broken)."""
+    path = Path(root) / TRAINED_TEXT_IDS
+    if not path.is_file():
+        return None
+    try:
+        return [int(i) for i in json.loads(path.read_text())["ids"]]
+    except (ValueError, TypeError, KeyError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a list of trained text ids: {error}") from error
+
+
 class MeDiMPipeline:
     """Generation with a MeDiM checkpoint. Build with `from_pretrained(path)`; all methods are thread-compatible
     (each call owns its tensors and its torch.Generator)."""
@@ -291,14 +303,6 @@ class MeDiMPipeline:
                 raise ValueError(
                     f"{root / 'diffusion_config.json'} is not a valid diffusion config: {error}"
                 ) from error
-        trained_ids = None
-        if (root / TRAINED_TEXT_IDS).is_file():
-            try:
-                trained_ids = [int(i) for i in json.loads((root / TRAINED_TEXT_IDS).read_text())["ids"]]
-            except (ValueError, TypeError, KeyError, json.JSONDecodeError) as error:
-                raise ValueError(
-                    f"{root / TRAINED_TEXT_IDS} is not a list of trained text ids: {error}"
-                ) from error
         pipe = cls(
             model,
             load_text_tokenizer(root / "text_tokenizer"),
@@ -306,7 +310,7 @@ class MeDiMPipeline:
             sampler,
             info,
             diffusion_config=diffusion,
-            trained_text_ids=trained_ids,
+            trained_text_ids=load_trained_text_ids(root),
         )
         if device is None:
             device = default_device()

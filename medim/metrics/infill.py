@@ -15,51 +15,27 @@ import torch
 from medim.diffusion import get_schedule
 from medim.vocab import IMAGE, TEXT, VocabLayout
 
+DEFAULT_FRACTION = 0.15  # the share of one side's tokens masked, as `medim evaluate` reports it
 
-@torch.no_grad()
-def infill_accuracy(
-    model,
-    sequences: torch.Tensor,
-    modality: str,
-    *,
-    fraction: float = 0.15,
-    schedule: str = "loglinear",
-    batch_size: int = 64,
-    seed: int = 0,
-    model_input=None,
-) -> dict[str, float]:
+
+def infill_accuracy(model, sequences: torch.Tensor, modality: str, **options) -> dict[str, float]:
     """Top-1 accuracy of ``model`` at masked ``modality`` positions ("text" or "image") of clean ``sequences``.
 
-    Args:
-        model: a ``MeDiMModel`` (anything with ``.layout`` and ``forward(input_ids, t) -> logits``).
-        sequences: clean packed sequences ``[N, L]`` (``layout.pack``).
-        modality: ``"text"`` (real report tokens only) or ``"image"``.
-        fraction: probability that an eligible position is masked.
-        schedule: the noise schedule the model was trained with (sets t for ``fraction``).
-        batch_size: sequences per forward pass.
-        seed: the masks are a function of the seed only.
+    ``options`` are :func:`infill_predictions`'s (``fraction``, ``schedule``, ``batch_size``, ``seed``,
+    ``model_input``), so the masks are exactly the ones it draws.
 
     Returns:
         ``{"accuracy", "log_likelihood", "masked", "fraction"}``: accuracy over all masked positions of all
         sequences, the mean log-probability (nats) of the true token there (over the ids the sampler may place),
         the number of masked positions, and the fraction asked for.
     """
-    masked, correct, log_likelihood = infill_predictions(
-        model,
-        sequences,
-        modality,
-        fraction=fraction,
-        schedule=schedule,
-        batch_size=batch_size,
-        seed=seed,
-        model_input=model_input,
-    )
+    masked, correct, log_likelihood = infill_predictions(model, sequences, modality, **options)
     total = int(masked.sum())
     return {
         "accuracy": int(correct[masked].sum()) / total if total else float("nan"),
         "log_likelihood": float(log_likelihood[masked].sum()) / total if total else float("nan"),
         "masked": total,
-        "fraction": fraction,
+        "fraction": options.get("fraction", DEFAULT_FRACTION),
     }
 
 
@@ -69,15 +45,27 @@ def infill_predictions(
     sequences: torch.Tensor,
     modality: str,
     *,
-    fraction: float = 0.15,
+    fraction: float = DEFAULT_FRACTION,
     schedule: str = "loglinear",
     batch_size: int = 64,
     seed: int = 0,
     model_input=None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per position, what :func:`infill_accuracy` counts (same arguments, same masks): ``(masked, correct,
-    log_likelihood)``, each ``[N, L]`` on the CPU; ``correct`` and ``log_likelihood`` are meaningful where
-    ``masked`` (a benchmark can then split the accuracy by what each position holds)."""
+    """Per position, what :func:`infill_accuracy` counts: ``(masked, correct, log_likelihood)``, each ``[N, L]``
+    on the CPU; ``correct`` and ``log_likelihood`` are meaningful where ``masked`` (a benchmark can then split the
+    accuracy by what each position holds).
+
+    Args:
+        model: a ``MeDiMModel`` (anything with ``.layout`` and ``forward(input_ids, t) -> logits``).
+        sequences: clean packed sequences ``[N, L]`` (``layout.pack``).
+        modality: ``"text"`` (real report tokens only) or ``"image"``.
+        fraction: probability that an eligible position is masked.
+        schedule: the noise schedule the model was trained with (sets t for ``fraction``).
+        batch_size: sequences per forward pass.
+        seed: the masks are a function of the seed only.
+        model_input: what the model reads for the masked tokens (a pipeline's ``model_input``, which reads words
+            its training never held as ``<unk>``); the targets stay the written ids.
+    """
     if modality not in ("text", "image"):
         raise ValueError(f"modality must be 'text' or 'image', got {modality!r}")
     if not 0 < fraction < 1:

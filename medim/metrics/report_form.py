@@ -163,10 +163,11 @@ def report_coherence(reports: Sequence[str], domains: Sequence[str]) -> dict[str
         raise ValueError(f"{len(reports)} reports but {len(domains)} domains")
     totals: dict[str, list[int]] = {}
     for report, domain in zip(reports, domains):
-        sentences = [" ".join(s.lower().split()).rstrip(".") for s in _sentences(report)]
-        repeated = len(set(sentences)) < len(sentences)
+        sentences = _sentences(report)
+        said = [" ".join(sentence.lower().split()).rstrip(".") for sentence in sentences]
+        repeated = len(set(said)) < len(said)
         stated: dict[str, set[int]] = {}
-        for sentence in _sentences(report):
+        for sentence in sentences:
             for finding, status in label_report(sentence, domain).items():
                 if finding != "No Finding":
                     stated.setdefault(finding, set()).add(status)

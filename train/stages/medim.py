@@ -672,11 +672,11 @@ def trained_text_ids(cache, layout, init_from=None) -> list[int]:
     trained_text_ids.json): the words the exported model can read."""
     import numpy as np
 
-    from medim.pipeline import TRAINED_TEXT_IDS
+    from medim.pipeline import load_trained_text_ids
 
     ids = {int(i) for i in np.unique(np.asarray(cache.text_ids)) if 0 <= i < layout.text_vocab_size}
-    if init_from and (Path(init_from) / TRAINED_TEXT_IDS).is_file():
-        ids |= set(json.loads((Path(init_from) / TRAINED_TEXT_IDS).read_text())["ids"])
+    source_ids = load_trained_text_ids(init_from) if init_from else None
+    ids |= set(source_ids or ())
     return sorted(ids)
 
 
