@@ -282,7 +282,7 @@ class DemoHandlers:
             yield from self._stream(progress, pipe, settings)
 
     def _starting(self, task: str, settings: Settings) -> dict[str, Any]:
-        label = "Image (the scan as VQ tokens)" if task == "image2report" else "Image"
+        label = "Image (the scan as image tokens)" if task == "image2report" else "Image"
         return {
             "live_image": gr.update(label=label),
             "status": status_html(

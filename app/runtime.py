@@ -239,7 +239,8 @@ def model_card(pipe, key: str) -> str:
         f"| kind | {info.get('kind', 'unknown')} |",
         f"| backbone | {config.model_type}, {n_params:,} parameters |",
         f"| image | {config.image_size}×{config.image_size} px, {config.image_grid[0]}×{config.image_grid[1]} "
-        f"VQ tokens, codebook {config.codebook_size} |",
+        f"image tokens, codebook {config.codebook_size} |",
+        f"| image tokenizer | {_describe_image_tokenizer(pipe)} |",
         f"| report | up to {config.max_text_tokens} tokens, vocabulary {config.text_vocab_size} |",
         f"| domains | {', '.join(config.domains)} |",
         f"| sha256 | `{pipe.checkpoint_hash or 'in-memory'}` |",
@@ -249,8 +250,13 @@ def model_card(pipe, key: str) -> str:
         lines.append(f"| {html.escape(str(name))} | {html.escape(str(value))[:200]} |")
     lines += [
         "",
-        "**What it is:** a masked discrete diffusion model that writes report tokens and VQ image tokens in one "
+        "**What it is:** a masked discrete diffusion model that writes report tokens and image tokens in one "
         "sequence. **What it is not:** a diagnostic device, nor a model of real patients — the default "
         "checkpoint is trained on synthetic phantom images and template reports.",
     ]
     return "\n".join(lines)
+
+
+def _describe_image_tokenizer(pipe) -> str:
+    describe = getattr(pipe.image_tokenizer, "describe", None)
+    return html.escape(describe()) if describe else type(pipe.image_tokenizer).__name__

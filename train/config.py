@@ -79,13 +79,19 @@ class VQStageConfig:
     path: str | None = None  # use an existing VQ tokenizer instead of training one
     # vq: a trained diffusers VQModel (architecture, steps, options below); patch_kmeans: k-means on
     # kmeans_patch x kmeans_patch RGB patches of the first kmeans_images training images (kmeans_codes centres,
-    # kmeans_samples patches, kmeans_iterations Lloyd steps), nothing else learnt (medim/tokenizers/patch_kmeans.py)
+    # kmeans_samples patches, kmeans_iterations Lloyd steps), nothing else learnt (medim/tokenizers/patch_kmeans.py);
+    # routed: grey images keep the tokenizer of vq.path (or model.init_from's), colour images get such a patch k-means,
+    # fitted on the colour images among the first kmeans_images (medim/tokenizers/routed.py)
     kind: str = "vq"
     kmeans_patch: int = 4
     kmeans_codes: int = 1024
     kmeans_images: int = 3200
     kmeans_samples: int = 150_000
     kmeans_iterations: int = 15
+    # assign on the patch plus its sorted luminance times this weight (0: the pixels only), and draw each code as
+    # its centre or as the training patch nearest it ("exemplar"), which keeps specks a centre averages away
+    kmeans_quantile_weight: float = 0.0
+    kmeans_draw: str = "centre"
     architecture: dict[str, Any] = field(default_factory=dict)  # VQConfig fields (image_size comes from data)
     steps: int = 600
     batch_size: int = 32
@@ -101,12 +107,14 @@ class VQStageConfig:
     decoder_lr: float = 5e-4
 
     def __post_init__(self) -> None:
-        if self.kind not in ("vq", "patch_kmeans"):
-            raise ValueError(f"vq.kind must be vq or patch_kmeans, got {self.kind!r}")
-        if self.kind == "patch_kmeans" and self.decoder_steps:
-            raise ValueError(
-                "vq.decoder_steps trains a VQ decoder; a patch_kmeans tokenizer has none to train"
-            )
+        if self.kind not in ("vq", "patch_kmeans", "routed"):
+            raise ValueError(f"vq.kind must be vq, patch_kmeans or routed, got {self.kind!r}")
+        if self.kind != "vq" and self.decoder_steps:
+            raise ValueError(f"vq.decoder_steps trains a VQ decoder; vq.kind={self.kind} trains none")
+        if self.kmeans_draw not in ("centre", "exemplar"):
+            raise ValueError(f"vq.kmeans_draw must be centre or exemplar, got {self.kmeans_draw!r}")
+        if float(self.kmeans_quantile_weight) < 0:
+            raise ValueError(f"vq.kmeans_quantile_weight must be >= 0, got {self.kmeans_quantile_weight!r}")
         for name in ("kmeans_patch", "kmeans_codes", "kmeans_images", "kmeans_samples", "kmeans_iterations"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"vq.{name} must be a positive integer, got {getattr(self, name)!r}")

@@ -28,6 +28,7 @@ def describe(pipe) -> dict:
         "parameters": params,
         "image": f"{config.image_size}x{config.image_size} px -> {config.image_grid[0]}x{config.image_grid[1]} "
         f"tokens, codebook {config.codebook_size}",
+        "image_tokenizer": pipe.image_tokenizer.describe(),
         "report_tokens": layout.text_tokens,
         "text_vocab": config.text_vocab_size,
         # which report ids training updated, and what the denoiser reads for the others

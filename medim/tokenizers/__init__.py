@@ -1,5 +1,5 @@
-"""MeDiM tokenizers: the image tokenizers (the VQ in ``image``, patch k-means in ``patch_kmeans``; ``load_image_tokenizer``
-loads either), VQ training (``vq_training``) and the BPE text tokenizer.
+"""MeDiM tokenizers: the image tokenizers (the VQ in ``image``, patch k-means in ``patch_kmeans``, grey/colour routing
+between two in ``routed``; ``load_image_tokenizer`` loads any), VQ training (``vq_training``) and the BPE text tokenizer.
 
 Names are re-exported lazily so that ``import medim.tokenizers`` stays cheap: the image tokenizer pulls in
 ``diffusers`` (several seconds to import) only when one of its names is first used.
@@ -16,6 +16,7 @@ _EXPORTS = {
     "VQImageTokenizer": ".image",
     "load_image_tokenizer": ".image",
     "PatchKMeansTokenizer": ".patch_kmeans",
+    "RoutedImageTokenizer": ".routed",
     "VQTrainingOptions": ".vq_training",
     "VQTrainingRecipe": ".vq_training",
     "default_demo_vq_config": ".vq_training",
@@ -28,6 +29,7 @@ _EXPORTS = {
 
 __all__ = [
     "PatchKMeansTokenizer",
+    "RoutedImageTokenizer",
     "TokenizerNotFoundError",
     "VQConfig",
     "VQImageTokenizer",
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from ._hub import TokenizerNotFoundError
     from .image import VQConfig, VQImageTokenizer, load_image_tokenizer
     from .patch_kmeans import PatchKMeansTokenizer
+    from .routed import RoutedImageTokenizer
     from .text import load_text_tokenizer, train_bpe_tokenizer
     from .vq_training import (
         VQTrainingOptions,

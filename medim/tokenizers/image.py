@@ -229,6 +229,10 @@ class VQImageTokenizer(nn.Module):
         codes = self.lookup_codes(ids.to(device=self.device, dtype=torch.long))
         return self.decode_codes(codes).clamp(-1.0, 1.0)
 
+    def describe(self) -> str:
+        """One line for ``medim info``: what kind of codes, how many."""
+        return f"VQ, {self.codebook_size} codes"
+
     @torch.no_grad()
     def reconstruct(self, pixels: torch.Tensor) -> torch.Tensor:
         """``decode(encode(pixels))``: ``[B, 3, H, W]`` → ``[B, 3, H, W]`` in ``[-1, 1]``."""
@@ -313,8 +317,10 @@ def check_ids(ids: torch.Tensor, grid_size: tuple[int, int], codebook_size: int)
 def load_image_tokenizer(name_or_path: str | os.PathLike, *, device: str | torch.device | None = None):
     """The image tokenizer saved in a directory (or hub id): a :class:`VQImageTokenizer`, or a
     :class:`~medim.tokenizers.patch_kmeans.PatchKMeansTokenizer` when its ``medim_image_tokenizer.json`` says
-    ``"kind": "patch_kmeans"``."""
+    ``"kind": "patch_kmeans"``, or a :class:`~medim.tokenizers.routed.RoutedImageTokenizer` for ``"routed"``."""
     from .patch_kmeans import KIND, PatchKMeansTokenizer
+    from .routed import KIND as ROUTED
+    from .routed import RoutedImageTokenizer
 
     directory = resolve_pretrained_dir(name_or_path, [TOKENIZER_META_FILE], what="image tokenizer")
     try:
@@ -325,6 +331,8 @@ def load_image_tokenizer(name_or_path: str | os.PathLike, *, device: str | torch
         ) from error
     if kind == KIND:
         return PatchKMeansTokenizer.from_pretrained(directory, device=device)
+    if kind == ROUTED:
+        return RoutedImageTokenizer.from_pretrained(directory, device=device)
     if kind != "vq":
         raise ValueError(f"{directory / TOKENIZER_META_FILE}: unknown image tokenizer kind {kind!r}")
     return VQImageTokenizer.from_pretrained(directory, device=device)

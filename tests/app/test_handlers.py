@@ -271,6 +271,7 @@ def test_session_start_shows_the_model_card_or_the_load_error(handlers, tmp_path
 def test_model_card_falls_back_to_checkpoint_info(pipe):
     card = model_card(pipe, RANDOM_KEY)
     assert "random-init" in card and "not for clinical use" in card and "parameters" in card
+    assert f"| image tokenizer | {pipe.image_tokenizer.describe()} |" in card
 
 
 def test_rating_hook_is_off_without_configuration_and_sends_pairs_when_on(handlers, tmp_path):

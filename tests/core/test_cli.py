@@ -42,6 +42,7 @@ def test_info_says_the_checkpoint_is_random(checkpoint, capsys):
     assert info["kind"] == "random-init" and "noise" in info["warning"]
     assert info["sequence_length"] == 16 + 12 + 2
     assert info["trained_text_ids"] == "not recorded"
+    assert info["image_tokenizer"].startswith("VQ, ")
 
 
 def test_info_says_which_report_ids_the_default_was_trained_on(capsys):

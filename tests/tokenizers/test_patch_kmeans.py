@@ -85,3 +85,63 @@ def test_decode_rejects_out_of_range_ids(fitted):
 def test_fit_needs_images():
     with pytest.raises(ValueError, match="at least one image"):
         PatchKMeansTokenizer.fit([], codebook_size=4)
+
+
+def _specks(n: int, seed: int) -> torch.Tensor:
+    """16 px grey images of 4x4 patches: half plain mid-grey, half mid-grey with one black pixel somewhere."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.zeros(n, 3, 16, 16)
+    for image in images:
+        for row in range(4):
+            for col in range(4):
+                if torch.rand((), generator=generator) < 0.5:
+                    y, x = torch.randint(4, (2,), generator=generator).tolist()
+                    image[:, 4 * row + y, 4 * col + x] = -1.0
+    return images
+
+
+def test_luminance_quantiles_and_exemplars_keep_a_speck_that_centres_average_away():
+    images = _specks(40, seed=0)
+    plain = PatchKMeansTokenizer.fit([images], codebook_size=2, patch=4, iterations=10)
+    kept = PatchKMeansTokenizer.fit(
+        [images], codebook_size=2, patch=4, iterations=10, quantile_weight=8.0, draw="exemplar"
+    )
+    test = _specks(10, seed=1)
+    speck = test.view(10, 3, 4, 4, 4, 4).amin((1, 3, 5)).flatten(1) < -0.5  # [image, cell]: has a black pixel
+    ids = kept.encode(test)
+    # the quantiles put specked and plain patches into different codes whatever the speck's position
+    assert ids[speck].unique().numel() == 1 and ids[~speck].unique().numel() == 1
+    assert ids[speck][0] != ids[~speck][0]
+
+    # an exemplar is a real patch, so every specked patch is drawn with a black pixel; centres of pixel-only
+    # k-means average specks at different places into grey, so most specked patches come back without one
+    def drawn_specks(tokenizer):
+        drawn = tokenizer.decode(tokenizer.encode(test))
+        return drawn.view(10, 3, 4, 4, 4, 4).amin((1, 3, 5)).flatten(1)[speck] < -0.5
+
+    assert kept.codebook[ids[speck][0]].min() == -1.0
+    assert drawn_specks(kept).all()
+    assert drawn_specks(plain).float().mean() < 0.5
+
+
+def test_quantile_weight_and_drawn_patches_survive_save_and_load(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tokenizer = PatchKMeansTokenizer.fit(
+        [_specks(8, seed=2)], codebook_size=3, patch=4, iterations=3, quantile_weight=2.0, draw="exemplar"
+    )
+    tokenizer.save_pretrained(tmp_path / "kept")
+    loaded = load_image_tokenizer(tmp_path / "kept")
+    assert loaded.quantile_weight == 2.0
+    assert loaded.describe() == "patch k-means 4x4, 3 codes (exemplars drawn, luminance quantiles x2)"
+    torch.testing.assert_close(loaded.codebook, tokenizer.codebook, rtol=0, atol=0)
+    images = _specks(3, seed=3)
+    assert torch.equal(loaded.encode(images), tokenizer.encode(images))
+    # a file written before drawn patches existed draws its centres
+    plain = PatchKMeansTokenizer.fit([_specks(8, seed=2)], codebook_size=3, patch=4, iterations=3)
+    plain.save_pretrained(tmp_path / "old")
+    save_file({"centres": plain.centres}, str(tmp_path / "old" / "centres.safetensors"))
+    old = load_image_tokenizer(tmp_path / "old")
+    torch.testing.assert_close(old.codebook, load_file(tmp_path / "old" / "centres.safetensors")["centres"])
+    with pytest.raises(ValueError, match="draw must be one of"):
+        PatchKMeansTokenizer.fit([_specks(2, seed=0)], codebook_size=2, patch=4, draw="medoid")

@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from medim.config import MeDiMConfig
 from train.__main__ import main
 from train.config import load_config
 from train.logs import CsvLog
@@ -332,10 +333,53 @@ def test_warm_start_with_new_image_codes_keeps_all_but_the_image_rows(prepared, 
     torch.testing.assert_close(
         table[: old.text_vocab_size], before["backbone.model.embed_tokens.weight"][: old.text_vocab_size]
     )
-    with pytest.raises(ValueError, match="rows for a codebook of 24"):
+    with pytest.raises(ValueError, match="rows for 24 new codes"):
         warm_start(pipe.model, published, new_image_codes=True, code_vectors=vectors[:5])
     with pytest.raises(ValueError, match="new_image_codes=true"):
         load_config("tiny", ["model.image_code_init=codebook"])
+
+
+def test_routed_tokenizer_warm_start_keeps_the_source_codes_rows(prepared, tmp_path):
+    """vq.kind=routed keeps the source's VQ for grey images and fits patch k-means for colour ones; the warm start
+    then loads the source's rows for the grey codes (ids unchanged) and draws only the colour codes' rows."""
+    from medim.tokenizers.image import load_image_tokenizer
+    from medim.tokenizers.routed import RoutedImageTokenizer
+    from medim.vocab import VocabLayout
+    from train.stages.medim import shared_code_prefix
+
+    source = _copy_prepared(prepared, tmp_path / "source")
+    assert main(["medim", "--config", "tiny", f"output_dir={source}", "optim.max_steps=1"]) == 0
+    published = source / "medim"
+    routed_run = tmp_path / "routed"
+    shutil.copytree(prepared / "corpus", routed_run / "corpus")
+    shutil.copytree(prepared / "text_tokenizer", routed_run / "text_tokenizer")
+    warm = [f"output_dir={routed_run}", f"model.init_from={published}", "model.new_image_codes=true"]
+    kmeans = ["vq.kind=routed", "vq.kmeans_patch=4", "vq.kmeans_codes=5", "vq.kmeans_quantile_weight=8"]
+    assert main(["vq", "--config", "tiny", *warm, *kmeans, "vq.kmeans_draw=exemplar"]) == 0
+    tokenizer = load_image_tokenizer(routed_run / "image_tokenizer")
+    assert isinstance(tokenizer, RoutedImageTokenizer) and tokenizer.codebook_size == 32 + 5
+    assert shared_code_prefix(tokenizer, published / "image_tokenizer") == 32
+    assert shared_code_prefix(tokenizer, routed_run / "image_tokenizer") == 0  # a routed source is no VQ
+    train_args = [
+        "optim.max_steps=1",
+        "optim.lr=1e-12",
+        "optim.ema_decay=0.0",
+        "model.image_code_init=codebook",
+    ]
+    assert main(["medim", "--config", "tiny", *warm, *train_args]) == 0
+    before = load_file(published / "model.safetensors")
+    after = load_file(routed_run / "medim" / "model.safetensors")
+    old = VocabLayout.from_config(MeDiMConfig.load(published / "medim_config.json"))
+    new = VocabLayout.from_config(MeDiMConfig.load(routed_run / "medim" / "medim_config.json"))
+    for key in ("backbone.model.embed_tokens.weight", "backbone.lm_head.weight"):
+        if key not in before:
+            continue
+        kept = slice(old.image_offset, old.image_offset + 32)
+        torch.testing.assert_close(
+            after[key][new.image_offset : new.image_offset + 32], before[key][kept], rtol=0, atol=1e-6
+        )
+        fresh = after[key][new.image_offset + 32 : new.image_offset + 37]
+        assert not any(torch.allclose(row, old_row) for row in fresh for old_row in before[key][kept])
 
 
 def test_grow_depth_starts_a_deeper_model_as_the_source_and_continues_its_chain(prepared, tmp_path):

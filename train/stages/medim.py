@@ -141,6 +141,7 @@ def warm_start(
     *,
     new_image_codes: bool = False,
     code_vectors: torch.Tensor | None = None,
+    kept_codes: int = 0,
     grow_depth: bool = False,
 ) -> None:
     """Load the denoiser weights of the pipeline directory ``source`` into ``model`` (same architecture and
@@ -156,7 +157,9 @@ def warm_start(
     loaded (body, AdaLN, timestep embedder, text and special rows, the specials matched by role); the image rows
     are drawn fresh at the scale the source's image rows had. With ``code_vectors`` (the new tokenizer's codebook,
     one vector per code) half of each fresh row's variance is a fixed random projection of its code's vector, so
-    codes that draw alike start alike (``model.image_code_init=codebook``).
+    codes that draw alike start alike (``model.image_code_init=codebook``). ``kept_codes``: the first codes of the
+    new codebook are the source's first codes with the same meaning (a routed tokenizer whose grey part is the
+    source's tokenizer), so their rows are loaded, not drawn; ``code_vectors`` then holds the other codes' vectors.
 
     ``grow_depth``: the model may have more layers than the source (the rest of the backbone the same). Source
     layer ``i`` lands at the first of the positions ``j`` with ``j * source_layers // layers == i``; the other
@@ -221,7 +224,7 @@ def warm_start(
         if growing:
             state = _grown_layers(state, source_layers, layers)
         if new_image_codes:
-            state = _with_new_image_codes(model, state, source_config, code_vectors)
+            state = _with_new_image_codes(model, state, source_config, code_vectors, kept_codes)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as error:
@@ -261,6 +264,7 @@ def _with_new_image_codes(
     state: dict[str, torch.Tensor],
     source_config: MeDiMConfig,
     code_vectors: torch.Tensor | None = None,
+    kept_codes: int = 0,
 ) -> dict[str, torch.Tensor]:
     """``warm_start(new_image_codes=True)``'s state dict: see its docstring."""
     from medim.vocab import VocabLayout
@@ -268,10 +272,13 @@ def _with_new_image_codes(
     source, target = VocabLayout.from_config(source_config), model.layout
     own = model.state_dict()
     generator = torch.Generator().manual_seed(0)
-    if code_vectors is not None and code_vectors.shape[0] != target.codebook_size:
+    if not 0 <= kept_codes <= min(source.codebook_size, target.codebook_size):
         raise ValueError(
-            f"code_vectors has {code_vectors.shape[0]} rows for a codebook of {target.codebook_size} codes"
+            f"kept_codes={kept_codes} must lie in [0, {min(source.codebook_size, target.codebook_size)}]"
         )
+    fresh_codes = target.codebook_size - kept_codes
+    if code_vectors is not None and code_vectors.shape[0] != fresh_codes:
+        raise ValueError(f"code_vectors has {code_vectors.shape[0]} rows for {fresh_codes} new codes")
     state = dict(state)
     for name in VOCAB_TABLES:
         if name not in state:
@@ -282,16 +289,41 @@ def _with_new_image_codes(
         for role in ("boi_id", "eoi_id", "pad_id", "mask_id"):
             new[getattr(target, role)] = old[getattr(source, role)]
         image_rows = old[source.image_offset : source.image_offset + source.codebook_size]
-        fresh = torch.randn(target.codebook_size, old.shape[1], generator=generator, dtype=old.dtype)
+        fresh = torch.randn(fresh_codes, old.shape[1], generator=generator, dtype=old.dtype)
         if code_vectors is not None:
             fresh = (
                 fresh + _unit_projection(code_vectors, old.shape[1], generator).to(old.dtype)
             ) / math.sqrt(2)
-        new[target.image_offset : target.image_offset + target.codebook_size] = (
-            fresh * image_rows.std() + image_rows.mean()
-        )
+        start = target.image_offset
+        new[start : start + kept_codes] = image_rows[:kept_codes]
+        new[start + kept_codes : start + target.codebook_size] = fresh * image_rows.std() + image_rows.mean()
         state[name] = new
     return state
+
+
+def shared_code_prefix(image_tokenizer, source_tokenizer_dir: Path) -> int:
+    """How many leading codes ``image_tokenizer`` shares with the tokenizer saved at ``source_tokenizer_dir``: the
+    grey part's codebook size when it is a routed tokenizer whose grey part is that tokenizer (same class, same
+    weights), else 0."""
+    from medim.tokenizers.image import load_image_tokenizer
+    from medim.tokenizers.routed import RoutedImageTokenizer
+
+    if not isinstance(image_tokenizer, RoutedImageTokenizer) or not source_tokenizer_dir.is_dir():
+        return 0
+    source = load_image_tokenizer(source_tokenizer_dir)
+    grey = image_tokenizer.grey
+    if type(source) is not type(grey):
+        return 0
+    mine, theirs = grey.state_dict(), source.state_dict()
+    same = mine.keys() == theirs.keys() and all(torch.equal(mine[k].cpu(), theirs[k].cpu()) for k in mine)
+    return grey.codebook_size if same else 0
+
+
+def _new_code_vectors(image_tokenizer, kept_codes: int) -> torch.Tensor:
+    """One vector per code the warm start draws fresh (``model.image_code_init=codebook``)."""
+    if kept_codes:
+        return image_tokenizer.colour.codebook
+    return image_tokenizer.codebook
 
 
 def _unit_projection(vectors: torch.Tensor, width: int, generator: torch.Generator) -> torch.Tensor:
@@ -392,11 +424,23 @@ def run(
         # a resumed run gets its weights from the checkpoint, but its chain still starts at the source
         source_info = source_checkpoint_info(Path(config.model.init_from))
         if not resume:
+            kept_codes = (
+                shared_code_prefix(image_tokenizer, Path(config.model.init_from) / "image_tokenizer")
+                if config.model.new_image_codes
+                else 0
+            )
+            if kept_codes:
+                accelerator.print(f"image codes 0-{kept_codes - 1} are the source's: their rows are kept")
             warm_start(
                 model,
                 Path(config.model.init_from),
                 new_image_codes=config.model.new_image_codes,
-                code_vectors=image_tokenizer.codebook if config.model.image_code_init == "codebook" else None,
+                code_vectors=(
+                    _new_code_vectors(image_tokenizer, kept_codes)
+                    if config.model.image_code_init == "codebook"
+                    else None
+                ),
+                kept_codes=kept_codes,
                 grow_depth=config.model.grow_depth,
             )
             accelerator.print(f"warm start from {config.model.init_from}")

@@ -1,5 +1,6 @@
 """Stage `vq`: train the image tokenizer on the training images into <output_dir>/image_tokenizer: a VQ
-(vq.kind=vq, the default) or patch k-means centres (vq.kind=patch_kmeans)."""
+(vq.kind=vq, the default), patch k-means centres (vq.kind=patch_kmeans), or a routed tokenizer that keeps an
+existing tokenizer for grey images and fits patch k-means for colour ones (vq.kind=routed)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,8 @@ def run(config: TrainConfig) -> Path:
     from medim.tokenizers.vq_training import evaluate_vq, train_vq
 
     out = config.out / "image_tokenizer"
+    if config.vq.kind == "routed":
+        return _fit_routed(config, out)
     # a warm start keeps its source's image tokenizer unless the run asks for image codes of its own
     inherited = None if config.model.new_image_codes else _warm_start_part(config, "image_tokenizer")
     source = config.vq.path or inherited
@@ -101,26 +104,59 @@ def run(config: TrainConfig) -> Path:
     return out
 
 
-def _fit_patch_kmeans(config: TrainConfig, out: Path) -> Path:
+def _patch_kmeans(config: TrainConfig, keep=None):
+    """Patch k-means fitted on the first vq.kmeans_images training images (those ``keep`` accepts, if given)."""
     from medim.tokenizers.patch_kmeans import PatchKMeansTokenizer
-    from medim.tokenizers.vq_training import evaluate_vq
 
-    started = time.time()
     train = _Pixels(load_split(config, config.data.train_split), config.data.image_size)
     images = torch.utils.data.Subset(train, range(min(config.vq.kmeans_images, len(train))))
-    tokenizer = PatchKMeansTokenizer.fit(
-        DataLoader(images, batch_size=256, num_workers=config.data.num_workers),
+    batches = DataLoader(images, batch_size=256, num_workers=config.data.num_workers)
+    if keep is not None:
+        batches = [batch[keep(batch)] for batch in batches]
+    return PatchKMeansTokenizer.fit(
+        batches,
         codebook_size=config.vq.kmeans_codes,
         patch=config.vq.kmeans_patch,
         samples=config.vq.kmeans_samples,
         iterations=config.vq.kmeans_iterations,
         seed=config.seed,
+        quantile_weight=config.vq.kmeans_quantile_weight,
+        draw=config.vq.kmeans_draw,
     )
+
+
+def _fit_routed(config: TrainConfig, out: Path) -> Path:
+    from medim.tokenizers.image import load_image_tokenizer
+    from medim.tokenizers.routed import DEFAULT_COLOUR_THRESHOLD, RoutedImageTokenizer, colourfulness
+
+    source = config.vq.path or _warm_start_part(config, "image_tokenizer")
+    if not source:
+        raise ValueError(
+            "vq.kind=routed keeps an existing tokenizer for grey images: set vq.path or model.init_from"
+        )
+    grey = load_image_tokenizer(source).eval()
+    if isinstance(grey, RoutedImageTokenizer):  # re-fitting the colour part of a routed tokenizer
+        grey = grey.grey
+    ensure_corpus(config)
+    started = time.time()
+    colour = _patch_kmeans(config, keep=lambda batch: colourfulness(batch) >= DEFAULT_COLOUR_THRESHOLD)
+    return _save_fitted(config, RoutedImageTokenizer(grey, colour), out, started, f"routed (grey: {source})")
+
+
+def _fit_patch_kmeans(config: TrainConfig, out: Path) -> Path:
+    started = time.time()
+    return _save_fitted(config, _patch_kmeans(config), out, started, "patch k-means")
+
+
+def _save_fitted(config: TrainConfig, tokenizer, out: Path, started: float, what: str) -> Path:
+    """Save a fitted tokenizer with its validation metrics (val_metrics.json, fitting minutes included)."""
+    from medim.tokenizers.vq_training import evaluate_vq
+
     metrics = evaluate_vq(tokenizer, _val_images(config))
     metrics["train_minutes"] = (time.time() - started) / 60
     tokenizer.save_pretrained(out)
     (out / "val_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"patch k-means image tokenizer -> {out}; validation {metrics}")
+    print(f"{what} image tokenizer -> {out}; validation {metrics}")
     return out
 
 
