@@ -57,6 +57,10 @@ SETTINGS: dict[str, tuple[dict, str]] = {
         {"guidance_scale": 1.5, "guidance_schedule": "linear"},
         "guidance ramped from 0 to 1.5 over the steps",
     ),
+    "one_code_group": (
+        {"one_code_group": True},
+        "each image drawn from one group of codes (a routed tokenizer's grey or colour codes)",
+    ),
 }
 DOMAINS = ("chest_xray", "pathology")
 

@@ -201,6 +201,10 @@ class SamplerConfig(_JsonConfig):
     # a <pad> is committed every masked report position after it becomes <pad> in the same step. Every view of a
     # sample (stream, commit view, text box, bundle, CLI) then shows the same text.
     pad_suffix: bool = True
+    # With an image tokenizer whose codes fall into groups (a routed tokenizer: grey codes, colour codes), draw
+    # each image from one group: the group holding most of its committed codes, or at the first step the group
+    # with the most probability mass over its masked positions. Without it a chest film can hold a few colour codes.
+    one_code_group: bool = False
     # Steps for one task instead of `steps` ({"image2report": 24}): the directions differ in how much each step
     # buys. A call's explicit `steps` still wins.
     task_steps: dict[str, int] = field(default_factory=dict)

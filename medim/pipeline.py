@@ -449,7 +449,9 @@ class MeDiMPipeline:
             raise ValueError("nothing to generate: no position is masked")
         generator = torch.Generator(device=device)
         generator.manual_seed(int(seed if seed is not None else 0))
-        sampler = sampler or MaskGITSampler(self.layout, config)
+        sampler = sampler or MaskGITSampler(
+            self.layout, config, code_groups=getattr(self.image_tokenizer, "code_groups", None)
+        )
         sampler.set_timesteps(config.steps)
         initial_masked = (x == self.layout.mask_id).sum(-1)
         committed_at = torch.where(x == self.layout.mask_id, -1, 0).to(device)

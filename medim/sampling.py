@@ -134,10 +134,18 @@ class StepOutput:
 class MaskGITSampler:
     """MaskGIT over K steps: `set_timesteps(K)`, then `step(...)` for step_index = 0..K-1."""
 
-    def __init__(self, layout: VocabLayout, config: SamplerConfig | None = None):
+    def __init__(
+        self,
+        layout: VocabLayout,
+        config: SamplerConfig | None = None,
+        code_groups: tuple[tuple[int, int], ...] | None = None,
+    ):
+        """``code_groups``: the image tokenizer's code ranges ``(start, stop)`` within its codebook, used when
+        ``config.one_code_group`` is on (None or one group: no constraint)."""
         self.layout = layout
         self.config = config or SamplerConfig()
         self.steps = self.config.steps
+        self.code_groups = tuple(code_groups or ())
 
     def set_timesteps(self, steps: int) -> None:
         if steps < 1:
@@ -193,6 +201,10 @@ class MaskGITSampler:
             # a given (inpainting) report with words after a <pad> can leave nothing: then the rule yields
             constrained_empty = ~constrained.any(-1, keepdim=True)
             allowed = torch.where(constrained_empty, allowed, constrained)
+        if cfg.one_code_group and len(self.code_groups) > 1:
+            allowed = allowed & self._image_group_allowed(
+                picked.masked_fill(~allowed, float("-inf")), x_t, rows
+            )
         picked = picked.masked_fill(~allowed, float("-inf"))
         # a masked position whose allowed logits are all -inf (e.g. all NaN) falls back to a uniform choice over
         # its slice
@@ -240,6 +252,38 @@ class MaskGITSampler:
         return StepOutput(
             tokens=tokens, predicted=sampled, confidence=confidence, committed=commit, padding=padding
         )
+
+    # ---- each image from one group of codes -----------------------------------------------------------
+    def _image_group_allowed(self, picked: torch.Tensor, x_t: torch.Tensor, rows) -> torch.Tensor:
+        """BoolTensor [M, V] for the masked positions ``rows``: at image positions only the ids of the image's
+        group (the group of most of its committed codes; with none committed, the group with the most
+        probability mass over its masked image positions); everything elsewhere."""
+        layout = self.layout
+        image = layout.image_slice
+        codes = x_t[:, image] - layout.image_offset
+        committed = (codes >= 0) & (codes < layout.codebook_size)
+        counts = torch.stack(
+            [(committed & (codes >= a) & (codes < b)).sum(-1) for a, b in self.code_groups], -1
+        ).float()  # [B, G]
+        is_image = (rows[1] >= image.start) & (rows[1] < image.stop)
+        probs = torch.softmax(picked[is_image], -1)  # [M_image, V]
+        mass = torch.stack(
+            [
+                probs[:, layout.image_offset + a : layout.image_offset + b].sum(-1)
+                for a, b in self.code_groups
+            ],
+            -1,
+        )
+        mass_per_image = torch.zeros_like(counts).index_add_(0, rows[0][is_image], mass.nan_to_num(0.0))
+        group = torch.where(counts.sum(-1, keepdim=True) > 0, counts, mass_per_image).argmax(-1)  # [B]
+        in_group = torch.zeros(
+            len(self.code_groups), picked.shape[-1], dtype=torch.bool, device=picked.device
+        )
+        for g, (a, b) in enumerate(self.code_groups):
+            in_group[g, layout.image_offset + a : layout.image_offset + b] = True
+        allowed = torch.ones_like(picked, dtype=torch.bool)
+        allowed[is_image] = in_group[group[rows[0][is_image]]]
+        return allowed
 
     # ---- the report ends at its first <pad> ----------------------------------------------------------
     def _text_positions(self, device) -> torch.Tensor:

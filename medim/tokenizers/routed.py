@@ -63,6 +63,11 @@ class RoutedImageTokenizer(nn.Module):
         return self.grey.codebook_size
 
     @property
+    def code_groups(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The id ranges ``(start, stop)`` of the grey and the colour codes (``SamplerConfig.one_code_group``)."""
+        return (0, self.colour_offset), (self.colour_offset, self.codebook_size)
+
+    @property
     def image_size(self) -> int:
         return self.grey.image_size
 

@@ -296,3 +296,18 @@ def test_broken_trained_text_ids_are_a_clear_error(pipe, tmp_path):
     (root / "trained_text_ids.json").write_text('{"words": [1, 2]}')
     with pytest.raises(ValueError, match="trained_text_ids.json"):
         MeDiMPipeline.from_pretrained(root, device="cpu")
+
+
+def test_one_code_group_reaches_the_sampler_through_the_image_tokenizer(pipe, monkeypatch):
+    """A tokenizer with code groups (a routed one) plus `one_code_group=True`: every drawn image stays in one
+    group; the random model left to itself mixes them."""
+    monkeypatch.setattr(pipe.image_tokenizer, "code_groups", ((0, 8), (8, 16)), raising=False)
+    reports = ["FINDINGS: The heart is enlarged."] * 6
+
+    def groups_per_image(**settings):
+        tokens = pipe.generate_image(reports, steps=3, seed=2, **settings).tokens
+        in_first = pipe.layout.image_codes(tokens) < 8
+        return in_first.all(-1) | (~in_first).all(-1)
+
+    assert groups_per_image(one_code_group=True).all()
+    assert not groups_per_image(one_code_group=False).all()

@@ -264,3 +264,60 @@ def test_a_confident_pad_does_not_take_a_words_commit():
     out = sampler.step(logits, x, 0, initial, torch.Generator().manual_seed(0))
     assert out.tokens[0, text.stop - 1] == LAYOUT.pad_id
     assert int((out.committed & (out.tokens != LAYOUT.pad_id)).sum()) == 1  # the step's one commit is a word
+
+
+def _group_logits(first_group_bias: torch.Tensor):
+    """Random logits whose image positions favour codes 0-5 by ``first_group_bias[b]`` in sequence b."""
+    g = torch.Generator().manual_seed(7)
+
+    def logits_fn(x):
+        logits = torch.randn(x.shape[0], LAYOUT.seq_len, LAYOUT.vocab_size, generator=g) * 3
+        start = LAYOUT.image_offset
+        logits[:, LAYOUT.image_slice, start : start + 6] += first_group_bias[:, None, None]
+        return logits
+
+    return logits_fn
+
+
+def test_one_code_group_draws_each_image_from_one_group_chosen_by_its_mass():
+    groups = ((0, 6), (6, 12))
+    bias = torch.tensor([4.0, -4.0, 0.0, 1.0])
+    config = SamplerConfig(steps=4, one_code_group=True)
+    g = torch.Generator().manual_seed(0)
+    x0 = LAYOUT.pack(torch.randint(0, 20, (4, 7), generator=g), torch.randint(0, 12, (4, 9), generator=g))
+    x = apply_task_mask(x0, task_positions("report2image", LAYOUT), LAYOUT)
+    sampler = MaskGITSampler(LAYOUT, config, code_groups=groups)
+    initial, logits_fn = (x == LAYOUT.mask_id).sum(-1), _group_logits(bias)
+    for step in range(config.steps):
+        x = sampler.step(logits_fn(x), x, step, initial, g).tokens
+    codes = LAYOUT.image_codes(x)
+    first = codes < 6
+    assert (first.all(-1) | (~first).all(-1)).all()  # every image within one group
+    assert first[0].all() and (~first[1]).all()  # the group the model puts its mass on
+    # without the setting (or without groups) the same logits mix the groups within an image
+    mixed = []
+    for sampler in (
+        MaskGITSampler(LAYOUT, SamplerConfig(steps=4), code_groups=groups),
+        MaskGITSampler(LAYOUT, config),
+    ):
+        y = apply_task_mask(x0, task_positions("report2image", LAYOUT), LAYOUT)
+        logits_fn = _group_logits(torch.zeros(4))
+        for step in range(4):
+            y = sampler.step(logits_fn(y), y, step, initial, torch.Generator().manual_seed(1)).tokens
+        in_first = LAYOUT.image_codes(y) < 6
+        mixed.append((in_first.any(-1) & (~in_first).any(-1)).any().item())
+    assert mixed == [True, True]
+
+
+def test_one_code_group_follows_the_codes_an_image_already_holds():
+    """Inpainting: the visible codes (group 2) decide, whatever the logits favour."""
+    config = SamplerConfig(steps=3, one_code_group=True, temperature=0.0)
+    codes = torch.full((1, 9), 8)
+    x0 = LAYOUT.pack(torch.zeros(1, 7, dtype=torch.long), codes)
+    x = x0.clone()
+    x[:, LAYOUT.image_slice.start : LAYOUT.image_slice.start + 4] = LAYOUT.mask_id
+    sampler = MaskGITSampler(LAYOUT, config, code_groups=((0, 6), (6, 12)))
+    initial, logits_fn = (x == LAYOUT.mask_id).sum(-1), _group_logits(torch.tensor([10.0]))
+    for step in range(3):
+        x = sampler.step(logits_fn(x), x, step, initial).tokens
+    assert (LAYOUT.image_codes(x) >= 6).all()

@@ -45,6 +45,7 @@ def test_colourfulness_is_zero_for_grey_images_and_large_for_colour_ones():
 
 def test_ids_are_the_grey_tokenizers_or_the_colour_tokenizers_after_them(routed):
     assert routed.grid_size == (4, 4) and routed.codebook_size == 8 + 6 and routed.colour_offset == 8
+    assert routed.code_groups == ((0, 8), (8, 14))
     images = torch.cat([_grey(2, 2), _colour(2, 3), _grey(1, 4)])
     ids = routed.encode(images)
     colour = torch.tensor([False, False, True, True, False])
