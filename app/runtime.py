@@ -240,7 +240,7 @@ def model_card(pipe, key: str) -> str:
         f"| backbone | {config.model_type}, {n_params:,} parameters |",
         f"| image | {config.image_size}×{config.image_size} px, {config.image_grid[0]}×{config.image_grid[1]} "
         f"image tokens, codebook {config.codebook_size} |",
-        f"| image tokenizer | {_describe_image_tokenizer(pipe)} |",
+        f"| image tokenizer | {html.escape(pipe.image_tokenizer.describe())} |",
         f"| report | up to {config.max_text_tokens} tokens, vocabulary {config.text_vocab_size} |",
         f"| domains | {', '.join(config.domains)} |",
         f"| sha256 | `{pipe.checkpoint_hash or 'in-memory'}` |",
@@ -255,8 +255,3 @@ def model_card(pipe, key: str) -> str:
         "checkpoint is trained on synthetic phantom images and template reports.",
     ]
     return "\n".join(lines)
-
-
-def _describe_image_tokenizer(pipe) -> str:
-    describe = getattr(pipe.image_tokenizer, "describe", None)
-    return html.escape(describe()) if describe else type(pipe.image_tokenizer).__name__

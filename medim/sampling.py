@@ -146,6 +146,10 @@ class MaskGITSampler:
         self.config = config or SamplerConfig()
         self.steps = self.config.steps
         self.code_groups = tuple(code_groups or ())
+        # [G, V]: the vocabulary ids of each group's image codes
+        self._group_ids = torch.zeros(len(self.code_groups), layout.vocab_size, dtype=torch.bool)
+        for g, (a, b) in enumerate(self.code_groups):
+            self._group_ids[g, layout.image_offset + a : layout.image_offset + b] = True
 
     def set_timesteps(self, steps: int) -> None:
         if steps < 1:
@@ -258,29 +262,15 @@ class MaskGITSampler:
         """BoolTensor [M, V] for the masked positions ``rows``: at image positions only the ids of the image's
         group (the group of most of its committed codes; with none committed, the group with the most
         probability mass over its masked image positions); everything elsewhere."""
-        layout = self.layout
-        image = layout.image_slice
-        codes = x_t[:, image] - layout.image_offset
-        committed = (codes >= 0) & (codes < layout.codebook_size)
-        counts = torch.stack(
-            [(committed & (codes >= a) & (codes < b)).sum(-1) for a, b in self.code_groups], -1
-        ).float()  # [B, G]
+        image = self.layout.image_slice
+        in_group = self._group_ids.to(picked.device)
+        # [B, G]: the image's committed codes in each group ([MASK] is in none)
+        counts = in_group[:, x_t[:, image]].sum(-1).T.float()
         is_image = (rows[1] >= image.start) & (rows[1] < image.stop)
         probs = torch.softmax(picked[is_image], -1)  # [M_image, V]
-        mass = torch.stack(
-            [
-                probs[:, layout.image_offset + a : layout.image_offset + b].sum(-1)
-                for a, b in self.code_groups
-            ],
-            -1,
-        )
-        mass_per_image = torch.zeros_like(counts).index_add_(0, rows[0][is_image], mass.nan_to_num(0.0))
+        mass = probs.nan_to_num(0.0) @ in_group.T.to(probs.dtype)  # [M_image, G]
+        mass_per_image = torch.zeros_like(counts).index_add_(0, rows[0][is_image], mass)
         group = torch.where(counts.sum(-1, keepdim=True) > 0, counts, mass_per_image).argmax(-1)  # [B]
-        in_group = torch.zeros(
-            len(self.code_groups), picked.shape[-1], dtype=torch.bool, device=picked.device
-        )
-        for g, (a, b) in enumerate(self.code_groups):
-            in_group[g, layout.image_offset + a : layout.image_offset + b] = True
         allowed = torch.ones_like(picked, dtype=torch.bool)
         allowed[is_image] = in_group[group[rows[0][is_image]]]
         return allowed

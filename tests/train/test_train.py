@@ -273,20 +273,26 @@ def test_word_dropout_run_records_its_training_ids_and_reads_the_rest_as_unknown
     assert set(followed) == expected | {unknown + 1000}
 
 
+def _new_codes_run(prepared: Path, tmp_path: Path, name: str) -> tuple[Path, Path, list[str]]:
+    """A one-step source pipeline, and a run directory (corpus and text tokenizer copied) set to warm-start from it
+    with image codes of its own: (the source's pipeline, the run, the run's overrides)."""
+    source = _copy_prepared(prepared, tmp_path / "source")
+    assert main(["medim", "--config", "tiny", f"output_dir={source}", "optim.max_steps=1"]) == 0
+    published = source / "medim"
+    run = tmp_path / name
+    shutil.copytree(prepared / "corpus", run / "corpus")
+    shutil.copytree(prepared / "text_tokenizer", run / "text_tokenizer")
+    return published, run, [f"output_dir={run}", f"model.init_from={published}", "model.new_image_codes=true"]
+
+
 def test_warm_start_with_new_image_codes_keeps_all_but_the_image_rows(prepared, tmp_path):
     """A finer image grid (its own vq stage) warm-started from a checkpoint on the old grid: the body, AdaLN,
     text and special rows are the source's; the image-code rows are fresh; the chain continues."""
     from medim.pipeline import MeDiMPipeline
     from medim.vocab import VocabLayout
 
-    source = _copy_prepared(prepared, tmp_path / "source")
-    assert main(["medim", "--config", "tiny", f"output_dir={source}", "optim.max_steps=1"]) == 0
-    published = source / "medim"
-    finer = tmp_path / "finer"
-    shutil.copytree(prepared / "corpus", finer / "corpus")
-    shutil.copytree(prepared / "text_tokenizer", finer / "text_tokenizer")
+    published, finer, warm = _new_codes_run(prepared, tmp_path, "finer")
     grid = ["vq.architecture.block_out_channels=[8, 8]", "vq.architecture.num_vq_embeddings=24"]
-    warm = [f"output_dir={finer}", f"model.init_from={published}", "model.new_image_codes=true"]
     assert main(["vq", "--config", "tiny", *warm, *grid]) == 0
     # without the switch the grid mismatch is refused, and the error says which switch allows it
     with pytest.raises(ValueError, match="new_image_codes"):
@@ -347,13 +353,7 @@ def test_routed_tokenizer_warm_start_keeps_the_source_codes_rows(prepared, tmp_p
     from medim.vocab import VocabLayout
     from train.stages.medim import shared_code_prefix
 
-    source = _copy_prepared(prepared, tmp_path / "source")
-    assert main(["medim", "--config", "tiny", f"output_dir={source}", "optim.max_steps=1"]) == 0
-    published = source / "medim"
-    routed_run = tmp_path / "routed"
-    shutil.copytree(prepared / "corpus", routed_run / "corpus")
-    shutil.copytree(prepared / "text_tokenizer", routed_run / "text_tokenizer")
-    warm = [f"output_dir={routed_run}", f"model.init_from={published}", "model.new_image_codes=true"]
+    published, routed_run, warm = _new_codes_run(prepared, tmp_path, "routed")
     kmeans = ["vq.kind=routed", "vq.kmeans_patch=4", "vq.kmeans_codes=5", "vq.kmeans_quantile_weight=8"]
     assert main(["vq", "--config", "tiny", *warm, *kmeans, "vq.kmeans_draw=exemplar"]) == 0
     tokenizer = load_image_tokenizer(routed_run / "image_tokenizer")
