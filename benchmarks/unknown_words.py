@@ -14,10 +14,15 @@ same kind of shift on validation pairs, seeded per pair so that every checkpoint
   ([infill_phrasing.md](results/infill_phrasing.md)).
 - `capitalised words`: each lower-case word is capitalised with probability `--rate`, as a held-out sentence that
   starts with another word does (byte-level BPE gives "Pulmonary" and "pulmonary" different ids). These reports
-  are read as typed (`respell_reports` off), so the written reports' score minus theirs is what the pipeline's
-  respelling of conditions (`medim.reports.trained_spelling`) gives back; `respelt` is the share of the changed
-  reports whose respelt ids are exactly the written ones. `--respelt` also scores the capitalised reports as the
-  pipeline reads them by default (respelt).
+  are read as typed (`respell_reports` off, untrained ids read as written), so the written reports' score minus
+  theirs is what the pipeline's reading of conditions gives back; `respelt` is the share of the changed reports
+  whose respelt ids (`medim.reports.trained_spelling`) are exactly the written ones. `--respelt` also scores the
+  capitalised reports as the pipeline reads them by default (respelt, untrained ids as [MASK]).
+
+Every version but the capitalised one is read as the pipeline reads conditions by default: a report id no training
+report held goes into the denoiser as [MASK] (`MeDiMPipeline.unknown_words`; a checkpoint trained with word dropout
+reads `<unk>`). `made-up words, read as written` reads the made-up reports through the untrained embedding rows
+instead, so the two made-up columns side by side are what that reading gives.
 
 For each checkpoint and domain: report→image judge macro-F1 (the checkpoint's own sampler), and 15 %-masked report
 infill accuracy scored only at tokens whose id training held (a made-up word's pieces, which no model can
@@ -44,7 +49,7 @@ from benchmarks.common import (
 )
 
 DOMAINS = ("chest_xray", "pathology")
-VERSIONS = ("written", "made-up words", "capitalised words")
+AS_WRITTEN = "made-up words, read as written"  # the made-up reports through the untrained embedding rows
 RESPELT = "capitalised words, respelt"  # --respelt: the capitalised reports as the pipeline reads them
 _LETTERS = list(string.ascii_lowercase)
 
@@ -163,13 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_description()
     dataset = load_eval_dataset(args.corpus, "val")
     written = [dataset[i] for i in range(min(args.pairs, len(dataset)))]
+    made_up = with_changed_words(written, made_up_words, args.rate)
+    capitalised = with_changed_words(written, capitalised_words, args.rate)
+    # version -> (reports, respell conditions, how untrained ids are read)
     versions = {
-        "written": written,
-        "made-up words": with_changed_words(written, made_up_words, args.rate),
-        "capitalised words": with_changed_words(written, capitalised_words, args.rate),
+        "written": (written, True, "mask"),
+        "made-up words": (made_up, True, "mask"),
+        AS_WRITTEN: (made_up, True, "written"),
+        "capitalised words": (capitalised, False, "written"),
     }
     if args.respelt:
-        versions[RESPELT] = versions["capitalised words"]
+        versions[RESPELT] = (capitalised, True, "mask")
     shown = tuple(versions)
     judge = load_judge(Path(args.judge))
     results = {}
@@ -180,11 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         entry = {
             "path": path,
             "sha256": pipe.checkpoint_hash,
-            "reads_unknown_as_unk": pipe.reads_unknown_words,
-            "respelt": respelt_share(pipe, written, versions["capitalised words"]),
+            "unknown_word_reading": pipe.unknown_word_reading,
+            "respelt": respelt_share(pipe, written, capitalised),
         }
-        for version, records in versions.items():
-            pipe.respell_reports = version != "capitalised words"  # those are read as typed
+        for version, (records, respell, reading) in versions.items():
+            pipe.respell_reports, pipe.unknown_words = respell, reading
             scores = finding_scores(pipe, records, judge, tasks=("report2image",))
             infill = report_infill(pipe, records, trained)
             entry[version] = {
@@ -219,18 +228,22 @@ def main(argv: list[str] | None = None) -> int:
                     f"{entry['made-up words'][domain]['untrained_ids']:.1%}",
                 ]
             )
-    examples = "; ".join(f'{version}: "{versions[version][0].report}"' for version in VERSIONS[1:])
+    examples = "; ".join(
+        f'{name}: "{records[0].report}"'
+        for name, records in [("made-up words", made_up), ("capitalised words", capitalised)]
+    )
     sections = [
         f"Validation pairs 0–{len(written) - 1} of `{args.corpus}`, seed 0, batch 50, each checkpoint's own "
         f"sampler; words made up or capitalised at rate {args.rate}, seeded per pair; `capitalised words` are read as "
-        f"typed (respelling off). The first pair: {examples}",
+        f"typed (respelling off, untrained ids as written). The first pair: {examples}",
         "\n".join(
-            f"- `{name}`: `{entry['path']}` (sha256 {entry['sha256'][:12]}); "
+            f"- `{name}`: `{entry['path']}` (sha256 {entry['sha256'][:12]}); reads untrained ids "
             + (
-                "reads untrained ids as `<unk>`"
-                if entry["reads_unknown_as_unk"]
-                else "reads every id as written"
+                "as written"
+                if entry["unknown_word_reading"] == "as written"
+                else f"as `{entry['unknown_word_reading']}`"
             )
+            + " by default"
             + f"; respelling gives back the written ids of {entry['respelt']:.0%} of the capitalised reports"
             for name, entry in results.items()
         ),

@@ -602,6 +602,8 @@ class Evaluator:
             "settings": {
                 **asdict(self.settings),
                 "sampler_config": {**pipe.sampler_config.to_dict(), **self.settings.sampler},
+                # what the denoiser reads for report ids its training never held (MeDiMPipeline.model_input)
+                "unknown_words": pipe.unknown_word_reading,
             },
             "feature_extractors": {
                 "domain_fd": self.judge.describe() if self.judge is not None else None,

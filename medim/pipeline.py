@@ -33,7 +33,7 @@ from medim.config import DiffusionConfig, MeDiMConfig, SamplerConfig
 from medim.diffusion import get_schedule
 from medim.heads import restricted_logits
 from medim.modeling import MeDiMModel
-from medim.reports import clean_report_text, report_notices, trained_spelling
+from medim.reports import UNKNOWN_WORD_READINGS, clean_report_text, report_notices, trained_spelling
 from medim.sampling import (
     MaskGITSampler,
     apply_guidance,
@@ -213,7 +213,9 @@ class MeDiMPipeline:
         self.trained_text_ids = (
             None if trained_text_ids is None else frozenset(int(i) for i in trained_text_ids)
         )
-        self._read_as = self._unknown_word_map()
+        # how the denoiser reads report ids no training report held (see `unknown_word_reading`)
+        self.unknown_words = "mask"
+        self._read_as_cache: tuple[tuple, torch.Tensor | None] | None = None
         # conditions are read in the case their words had in training (encode_reports(respell=True)); off: as typed
         self.respell_reports = True
         # compute the output head only where the sampler reads it (exact; see medim.heads.restricted_logits)
@@ -233,36 +235,64 @@ class MeDiMPipeline:
                 f"image tokenizer grid {tuple(image_tokenizer.grid_size)} != model grid {self.config.image_grid}"
             )
 
-    def _unknown_word_map(self) -> torch.Tensor | None:
-        """Id -> the id the denoiser reads for it, when the checkpoint was trained to read `<unk>` for words it
-        cannot read (`unknown_word_rate` > 0, word dropout): every text id outside its training reports is read
-        as `<unk>`, whose meaning it learned, instead of through an embedding row no gradient ever reached."""
-        trained_to_read_unknown = self.diffusion_config and self.diffusion_config.unknown_word_rate > 0
-        if not trained_to_read_unknown or self.trained_text_ids is None:
-            return None
-        unknown = self.text_tokenizer.unk_token_id
-        if unknown is None:
-            raise ValueError(
-                "the checkpoint reads unknown words as <unk>, but its text tokenizer has no <unk>"
-            )
-        read_as = torch.arange(self.layout.vocab_size)
-        unseen = torch.ones(self.layout.text_vocab_size, dtype=torch.bool)
-        unseen[[i for i in self.trained_text_ids if 0 <= i < self.layout.text_vocab_size]] = False
-        read_as[: self.layout.text_vocab_size][unseen] = unknown
-        return read_as
+    @property
+    def unknown_words(self) -> str:
+        """How report ids that no training report held are read: "mask" (default) or "written" (as typed)."""
+        return self._unknown_words
+
+    @unknown_words.setter
+    def unknown_words(self, value: str) -> None:
+        if value not in UNKNOWN_WORD_READINGS:
+            raise ValueError(f"unknown_words must be one of {UNKNOWN_WORD_READINGS}, got {value!r}")
+        self._unknown_words = value
+
+    @property
+    def unknown_word_reading(self) -> str:
+        """What the denoiser reads for a report id its training never held, whose input embedding no gradient
+        ever reached: "<unk>" for a checkpoint trained with unknown-word dropout (`unknown_word_rate` > 0), which
+        learned that token's meaning; else "[MASK]" (``unknown_words="mask"``, the default), the token it learned
+        to read as a word it cannot see, instead of a random embedding row; "as written" with
+        ``unknown_words="written"`` or when the checkpoint does not record its trained ids."""
+        if self.trained_text_ids is None:
+            return "as written"
+        if self.diffusion_config and self.diffusion_config.unknown_word_rate > 0:
+            return "<unk>"
+        return "[MASK]" if self.unknown_words == "mask" else "as written"
 
     @property
     def reads_unknown_words(self) -> bool:
-        """Whether the denoiser reads each report id its training never held as `<unk>` (`model_input`)."""
-        return self._read_as is not None
+        """Whether the denoiser reads each report id its training never held as another token (`model_input`)."""
+        return self.unknown_word_reading != "as written"
+
+    def _unknown_word_map(self) -> torch.Tensor | None:
+        """Id -> the id the denoiser reads for it (`unknown_word_reading`); None when every id is read as written.
+        Cached per reading and trained-id set, which callers may change after loading."""
+        key = (self.unknown_word_reading, self.trained_text_ids)
+        if self._read_as_cache is not None and self._read_as_cache[0] == key:
+            return self._read_as_cache[1]
+        reading = key[0]
+        read_as = None
+        if reading != "as written":
+            substitute = self.layout.mask_id if reading == "[MASK]" else self.text_tokenizer.unk_token_id
+            if substitute is None:
+                raise ValueError(
+                    "the checkpoint reads unknown words as <unk>, but its text tokenizer has no <unk>"
+                )
+            read_as = torch.arange(self.layout.vocab_size)
+            unseen = torch.ones(self.layout.text_vocab_size, dtype=torch.bool)
+            unseen[[i for i in self.trained_text_ids if 0 <= i < self.layout.text_vocab_size]] = False
+            read_as[: self.layout.text_vocab_size][unseen] = substitute
+        self._read_as_cache = (key, read_as)
+        return read_as
 
     def model_input(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The tokens [B, L] as the denoiser reads them: unchanged, except that a checkpoint trained with
-        unknown-word dropout reads each report id its training never showed it as `<unk>`. Only the model's
-        input changes; the sequence, the sampler's state and every output keep the ids that were written."""
-        if self._read_as is None:
+        """The tokens [B, L] as the denoiser reads them: unchanged, except that each report id its training
+        never showed it is read as `unknown_word_reading` says. Only the model's input changes; the sequence,
+        the sampler's state and every output keep the ids that were written."""
+        read_as = self._unknown_word_map()
+        if read_as is None:
             return tokens
-        return self._read_as.to(tokens.device)[tokens]
+        return read_as.to(tokens.device)[tokens]
 
     @property
     def device(self) -> torch.device:

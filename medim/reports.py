@@ -16,6 +16,8 @@ import unicodedata
 MAX_REPORT_CHARS = 2_000  # the model reads a few dozen words; anything longer is certainly truncated
 MIN_LATIN_SHARE = 0.6  # below this share of Latin letters a report is refused as non-English
 UNKNOWN_WORD_SHARE = 0.3  # above this share of words the tokenizer splits into pieces, say so
+# how a pipeline may read report ids no training report held: as [MASK] (default) or as written
+UNKNOWN_WORD_READINGS = ("mask", "written")
 
 
 class ReportError(ValueError):

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from medim.commands._common import add_sampler_arguments, sampler_overrides, set_threads
+from medim.reports import UNKNOWN_WORD_READINGS
 
 
 def add_parser(subparsers, name: str) -> None:
@@ -20,6 +21,12 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--out", default="medim-output", help="output directory")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all available cores)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument(
+        "--unknown-words",
+        choices=UNKNOWN_WORD_READINGS,
+        default="mask",
+        help="read report ids no training report held as [MASK] (default) or as written",
+    )
     add_sampler_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -29,6 +36,7 @@ def run(args) -> int:
 
     set_threads(args.threads)
     pipe = MeDiMPipeline.from_pretrained(args.checkpoint, device=args.device)
+    pipe.unknown_words = args.unknown_words
     report, image = args.report, None
     if args.task == "report2image":
         if not report:

@@ -35,7 +35,9 @@ def describe(pipe) -> dict:
         "trained_text_ids": "not recorded"
         if pipe.trained_text_ids is None
         else f"{len(pipe.trained_text_ids)} of {config.text_vocab_size}; the others are read "
-        + ("as <unk> (word dropout)" if pipe.reads_unknown_words else "as written"),
+        + {"<unk>": "as <unk> (word dropout)", "[MASK]": "as [MASK]"}.get(
+            pipe.unknown_word_reading, "as written"
+        ),
         "sequence_length": layout.seq_len,
         "adaptations": f"causal_attention={config.causal_attention}, timestep={config.timestep_conditioning}, "
         f"gate={config.adaln_gate}, attention={config.attn_implementation}",

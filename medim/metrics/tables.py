@@ -327,6 +327,10 @@ def markdown_report(metrics: dict, *, image2report_samples: Sequence[str] | None
         f"- sampler: {settings.get('sampler_config')}; batch size {settings.get('batch_size')}, seed "
         f"{settings.get('seed')}",
     ]
+    reading = settings.get("unknown_words")
+    if reading:
+        shown = reading if reading == "as written" else f"as {reading}"
+        lines.append(f"- report ids no training report held are read {shown}")
     if metrics.get("command"):
         lines.insert(2, f"- command: `{metrics['command']}`")
     if metrics.get("data", {}).get("corpus_command"):

@@ -241,7 +241,9 @@ def _unknown_word_checkpoint(pipe, root, trained_words: str, rate: float = 0.15)
     return MeDiMPipeline.from_pretrained(path, device="cpu"), set(trained)
 
 
-def test_a_model_trained_with_word_dropout_reads_untrained_ids_as_unknown_and_outputs_keep_them(pipe, tmp_path):
+def test_a_model_trained_with_word_dropout_reads_untrained_ids_as_unknown_and_outputs_keep_them(
+    pipe, tmp_path
+):
     words = "FINDINGS: The heart is enlarged."
     loaded, trained = _unknown_word_checkpoint(pipe, tmp_path / "ckpt", words)
     assert loaded.reads_unknown_words
@@ -280,15 +282,60 @@ def test_a_model_trained_with_word_dropout_reads_untrained_ids_as_unknown_and_ou
     assert again.trained_text_ids == loaded.trained_text_ids
 
 
-def test_without_word_dropout_or_trained_ids_the_model_reads_what_was_written(pipe, tmp_path):
-    plain, _ = _unknown_word_checkpoint(pipe, tmp_path / "plain", "FINDINGS: The heart.", rate=0.0)
-    ids = torch.arange(plain.layout.vocab_size)[None]
-    assert not plain.reads_unknown_words and torch.equal(plain.model_input(ids), ids)
-    assert not pipe.reads_unknown_words and pipe.trained_text_ids is None
-    # the notice names the words the checkpoint never trained on, even when it reads them as written
+def test_without_word_dropout_untrained_ids_are_read_as_mask_and_outputs_keep_them(pipe, tmp_path):
+    plain, trained = _unknown_word_checkpoint(pipe, tmp_path / "plain", "FINDINGS: The heart.", rate=0.0)
+    assert plain.unknown_words == "mask" and plain.unknown_word_reading == "[MASK]"
+    everything = torch.arange(plain.layout.vocab_size)[None]
+    mapped = plain.model_input(everything)[0]
+    untrained = [i for i in range(plain.layout.text_vocab_size) if i not in trained]
+    assert (mapped[untrained] == plain.layout.mask_id).all()
+    kept = [i for i in range(plain.layout.vocab_size) if i not in untrained]
+    assert torch.equal(mapped[kept], everything[0, kept])  # trained ids, image codes and specials as written
+    # only the model's input changes: the written condition comes back unchanged
+    report = "zqxv The heart."
+    x_init, generate, _ = plain.prepare("report2image", report=report)
+    assert (plain.model_input(x_init)[0, plain.layout.text_slice] == plain.layout.mask_id).any()
+    result = plain.generate_image(report, steps=2, seed=0)
+    assert torch.equal(result.tokens[~generate], x_init[~generate])
+    # as written on request, or when the checkpoint does not record its trained ids
+    plain.unknown_words = "written"
+    assert not plain.reads_unknown_words and torch.equal(plain.model_input(everything), everything)
+    assert not torch.equal(
+        plain.denoise_logits(x_init, generate, 1.5), logits_reading_mask(plain, x_init, generate)
+    )
+    assert pipe.unknown_word_reading == "as written" and pipe.trained_text_ids is None
+    assert torch.equal(pipe.model_input(everything), everything)
+    with pytest.raises(ValueError, match="unknown_words must be one of"):
+        plain.unknown_words = "drop"
+    # the notice names the words the checkpoint never trained on
     notices = plain.encode_reports(["FINDINGS: The heart zqxv."])[1]
     assert any("zqxv" in notice and "training reports" in notice for notice in notices)
     assert not any("training reports" in n for n in plain.encode_reports(["FINDINGS: The heart."])[1])
+
+
+def logits_reading_mask(pipe, x, generate):
+    """The denoiser's logits for ``x`` read with untrained ids as [MASK], whatever ``pipe`` is set to."""
+    setting = pipe.unknown_words
+    pipe.unknown_words = "mask"
+    try:
+        return pipe.denoise_logits(x, generate, 1.5)
+    finally:
+        pipe.unknown_words = setting
+
+
+def test_ids_assigned_after_loading_change_what_the_model_reads(pipe):
+    """Benchmarks set a checkpoint's trained ids after loading; the reading follows them, not a stale map."""
+    ids = torch.arange(pipe.layout.vocab_size)[None]
+    assert torch.equal(pipe.model_input(ids), ids)
+    trained = set(pipe.text_tokenizer("FINDINGS: heart", add_special_tokens=False)["input_ids"])
+    pipe.trained_text_ids = frozenset(trained)
+    try:
+        read = pipe.model_input(ids)[0]
+        assert read[sorted(trained)].tolist() == sorted(trained)
+        assert int((read == pipe.layout.mask_id).sum()) == pipe.layout.text_vocab_size - len(trained) + 1
+    finally:
+        pipe.trained_text_ids = None
+    assert torch.equal(pipe.model_input(ids), ids)
 
 
 def test_broken_trained_text_ids_are_a_clear_error(pipe, tmp_path):

@@ -39,11 +39,15 @@ def test_evaluate_end_to_end(random_checkpoint, tiny_corpus, judge_dir, tmp_path
             "--device",
             "cpu",
             "--no-progress",
+            "--unknown-words",
+            "written",
         ]
     )
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["data"]["n_records"] == 4 and metrics["data"]["split"] == "test"
+    assert metrics["settings"]["unknown_words"] == "as written"
+    assert "report ids no training report held are read as written" in (out / "report.md").read_text()
     assert metrics["checkpoint"]["kind"] == "random-init"
     for domain in ("chest_xray", "pathology"):
         r2i = metrics["report2image"]["per_domain"][domain]
