@@ -3,13 +3,15 @@ report / generated image / reference image contact sheet on test pairs, and copy
 
     python -m train.model_card --run runs/demo-cpu --out assets/default --rows 8
 
-The MODEL_CARD.md beside it is written by hand from the numbers this and `python -m medim evaluate` print.
+The MODEL_CARD.md beside it is written by hand from the numbers this and `python -m medim evaluate` print. A
+tokenizer the run reused byte for byte keeps the training log and metrics published with it (`carry_history`).
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -29,14 +31,50 @@ PUBLISHED = (
 )
 
 
+# the files that make a tokenizer what it is; its other files (training log, metrics, length statistics) describe
+# how it was made
+_TOKENIZER_IDENTITY = ("*.safetensors", "tokenizer.json")
+
+
+def _identity(folder: Path) -> dict[str, bytes]:
+    """Relative path -> content of every identity file under ``folder``."""
+    files = {f for pattern in _TOKENIZER_IDENTITY for f in folder.rglob(pattern) if f.is_file()}
+    return {str(f.relative_to(folder)): f.read_bytes() for f in files}
+
+
+def carry_history(old: Path, new: Path) -> list[Path]:
+    """Copy into ``new`` the files of ``old`` it lacks (a tokenizer's training log, metrics, length statistics), in
+    every folder whose identity files (weights, tokenizer.json) are byte for byte the same in both: a run that reused
+    a tokenizer exports only what loading needs, and the history of the reused tokenizer still applies. Returns the
+    files copied."""
+    copied = []
+    for folder in [old, *sorted(d for d in old.rglob("*") if d.is_dir())]:
+        twin = new / folder.relative_to(old)
+        identity = _identity(folder)
+        if not twin.is_dir() or not identity or identity != _identity(twin):
+            continue
+        for file in sorted(f for f in folder.iterdir() if f.is_file()):
+            if not (twin / file.name).exists():
+                shutil.copy(file, twin / file.name)
+                copied.append(twin / file.name)
+    return copied
+
+
 def publish(run: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name in PUBLISHED:
         source = run / "medim" / name
         target = out / name
         if source.is_dir():
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(source, target)
+            with tempfile.TemporaryDirectory() as keep:
+                previous = Path(keep) / name
+                if target.is_dir():
+                    shutil.copytree(target, previous)
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(source, target)
+                if previous.is_dir():
+                    for file in carry_history(previous, target):
+                        print(f"kept {file} (same tokenizer as the one published before)")
         elif source.is_file():
             shutil.copy(source, target)
     if (run / "logs" / "loss_curve.png").is_file():
