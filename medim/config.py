@@ -20,6 +20,7 @@ PER_TASK_FIELDS = (
     "schedule",
     "temperature",
     "confidence_noise",
+    "confidence",
     "top_k",
     "top_p",
     "guidance_scale",
@@ -33,6 +34,8 @@ ADALN_INPUT_ACTIVATIONS = ("silu", "none")
 SCHEDULES = ("loglinear", "cosine")
 UNMASK_SCHEDULES = ("arccos", "cosine", "linear")
 GUIDANCE_SCHEDULES = ("constant", "linear")
+# what a step ranks its masked positions by (SamplerConfig.confidence)
+CONFIDENCES = ("sampled", "max")
 SUPPORTED_BACKBONES = ("llama", "gemma", "qwen2")
 
 
@@ -193,6 +196,11 @@ class SamplerConfig(_JsonConfig):
     schedule: str = "arccos"
     temperature: float = 1.0
     confidence_noise: float = 1.0
+    # What ranks a masked position for commit: "sampled", the probability of the token drawn there (MaskGIT), or
+    # "max", the probability of its most likely token, which does not depend on the draw. Ranking by the draw
+    # commits a position sooner when it drew a low-entropy mode: with nothing given, "FINDINGS" (p 0.45) is
+    # committed ahead of the many ways a pathology report begins, so unconditional pairs lean to chest films.
+    confidence: str = "sampled"
     top_k: int | None = None
     top_p: float | None = None
     guidance_scale: float = 0.0
@@ -237,6 +245,7 @@ class SamplerConfig(_JsonConfig):
                 raise ValueError(f"task_settings[{task!r}]: {error}") from error
         _check_choice("schedule", self.schedule, UNMASK_SCHEDULES)
         _check_choice("guidance_schedule", self.guidance_schedule, GUIDANCE_SCHEDULES)
+        _check_choice("confidence", self.confidence, CONFIDENCES)
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.confidence_noise < 0:

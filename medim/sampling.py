@@ -225,7 +225,10 @@ class MaskGITSampler:
         sampled = x_t.clone()
         sampled[rows] = picked_ids
         confidence = torch.full(x_t.shape, float("nan"), device=x_t.device)
-        confidence[rows] = probs.gather(-1, picked_ids[:, None]).squeeze(-1)
+        if cfg.confidence == "max":  # how sure the model is at the position, whatever was drawn there
+            confidence[rows] = probs.max(-1).values
+        else:
+            confidence[rows] = probs.gather(-1, picked_ids[:, None]).squeeze(-1)
 
         # rank masked positions by log-confidence plus annealed Gumbel noise (MaskGIT's choice temperature)
         score = torch.log(confidence.clamp_min(1e-30))

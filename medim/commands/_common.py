@@ -24,6 +24,11 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--schedule", choices=["arccos", "cosine", "linear"], help="unmasking schedule")
     group.add_argument("--top-k", type=int)
     group.add_argument("--top-p", type=float)
+    group.add_argument(
+        "--confidence",
+        choices=["sampled", "max"],
+        help="rank positions by the drawn token or the most likely one",
+    )
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--num-samples", type=int, default=1)
 
@@ -36,6 +41,7 @@ def sampler_overrides(args: argparse.Namespace) -> dict:
         "schedule": args.schedule,
         "top_k": args.top_k,
         "top_p": args.top_p,
+        "confidence": args.confidence,
     }
 
 

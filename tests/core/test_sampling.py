@@ -170,6 +170,42 @@ def test_bad_sampler_config_is_rejected():
         SamplerConfig(steps=0)
     with pytest.raises(ValueError, match="top_p"):
         SamplerConfig(top_p=1.5)
+    with pytest.raises(ValueError, match="confidence"):
+        SamplerConfig(confidence="entropy")
+    assert SamplerConfig(task_settings={"pair": {"confidence": "max"}}).for_task("pair").confidence == "max"
+
+
+def _two_mode_logits(batch: int = 64) -> torch.Tensor:
+    """Every image position of every row: code 0 with p ~0.45 (one peaked mode) or one of five other codes with
+    p ~0.11 each (a spread-out one), the pattern of "FINDINGS" against the many ways a pathology report begins."""
+    logits = torch.full((batch, LAYOUT.seq_len, LAYOUT.vocab_size), -30.0)
+    logits[:, :, LAYOUT.image_offset] = 0.0
+    logits[:, :, LAYOUT.image_offset + 1 : LAYOUT.image_offset + 6] = -1.4
+    logits[:, LAYOUT.text_slice, :] = 0.0
+    return logits
+
+
+@pytest.mark.parametrize("confidence", ["sampled", "max"])
+def test_ranking_by_the_most_likely_token_does_not_favour_the_peaked_mode(confidence):
+    x = LAYOUT.blank(64)
+    logits = _two_mode_logits()
+    config = SamplerConfig(steps=9, schedule="linear", confidence_noise=0.0, confidence=confidence)
+    sampler = MaskGITSampler(LAYOUT, config)
+    out = sampler.step(logits, x, 0, (x == LAYOUT.mask_id).sum(-1), torch.Generator().manual_seed(0))
+    image = LAYOUT.image_slice
+    drawn = out.predicted[:, image] - LAYOUT.image_offset
+    committed = out.committed[:, image]
+    peaked_share_drawn = (drawn == 0).float().mean().item()
+    peaked_share_committed = (drawn[committed] == 0).float().mean().item()
+    assert 0.35 < peaked_share_drawn < 0.55  # the draw follows the model: p(code 0) = 0.45
+    if confidence == "max":
+        # every position is equally sure of its best code, so what gets committed is a fair sample of the draw
+        assert abs(peaked_share_committed - peaked_share_drawn) < 0.15
+        probs = torch.softmax(logits[0, image.start], -1)
+        assert torch.allclose(out.confidence[:, image], probs.max().expand_as(out.confidence[:, image]))
+    else:
+        # ranking by the drawn token's probability commits the peaked mode first
+        assert peaked_share_committed > 0.95
 
 
 def _text(x):
