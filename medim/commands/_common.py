@@ -7,7 +7,8 @@ import os
 
 import torch
 
-from medim.config import SamplerConfig
+from medim.config import CONFIDENCES, SamplerConfig
+from medim.reports import UNKNOWN_WORD_READINGS
 
 
 def set_threads(threads: int | None) -> None:
@@ -26,11 +27,21 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--top-p", type=float)
     group.add_argument(
         "--confidence",
-        choices=["sampled", "max"],
+        choices=CONFIDENCES,
         help="rank positions by the drawn token or the most likely one",
     )
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--num-samples", type=int, default=1)
+
+
+def add_unknown_words_argument(parser: argparse.ArgumentParser) -> None:
+    """How the pipeline reads report ids no training report held (`MeDiMPipeline.unknown_words`)."""
+    parser.add_argument(
+        "--unknown-words",
+        choices=UNKNOWN_WORD_READINGS,
+        default="mask",
+        help="read report ids no training report held as [MASK] (default) or as written",
+    )
 
 
 def sampler_overrides(args: argparse.Namespace) -> dict:

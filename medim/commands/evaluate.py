@@ -8,9 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from medim.commands._common import set_threads
+from medim.commands._common import add_unknown_words_argument, set_threads
 from medim.paths import shown_path
-from medim.reports import UNKNOWN_WORD_READINGS
 
 DEFAULT_JUDGE = Path(__file__).resolve().parents[2] / "assets" / "judge"
 
@@ -59,12 +58,7 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads (default: all available cores)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument(
-        "--unknown-words",
-        choices=UNKNOWN_WORD_READINGS,
-        default="mask",
-        help="read report ids no training report held as [MASK] (default) or as written",
-    )
+    add_unknown_words_argument(parser)
     group = parser.add_argument_group("sampling (defaults come from the checkpoint's sampler_config.json)")
     group.add_argument("--steps", type=int)
     group.add_argument("--temperature", type=float)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from medim.commands._common import add_sampler_arguments, sampler_overrides, set_threads
-from medim.reports import UNKNOWN_WORD_READINGS
+from medim.commands._common import (
+    add_sampler_arguments,
+    add_unknown_words_argument,
+    sampler_overrides,
+    set_threads,
+)
 
 
 def add_parser(subparsers, name: str) -> None:
@@ -21,12 +25,7 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--out", default="medim-output", help="output directory")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all available cores)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument(
-        "--unknown-words",
-        choices=UNKNOWN_WORD_READINGS,
-        default="mask",
-        help="read report ids no training report held as [MASK] (default) or as written",
-    )
+    add_unknown_words_argument(parser)
     add_sampler_arguments(parser)
     parser.set_defaults(func=run)
 
